@@ -1,0 +1,22 @@
+# Two commands do all the set-up on a fresh machine with only Python: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test bench
+
+demo: $(INSTALLED)
+	$(VENV)/bin/img2imu demo --workdir demo_out
+
+test: $(INSTALLED)
+	$(VENV)/bin/python -m pytest
+
+bench: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/spectrogram.py
+
+# (Re)install whenever the project's declared dependencies change.
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@

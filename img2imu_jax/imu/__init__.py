@@ -1,0 +1,1 @@
+"""IMU data on the host: reading published formats and checking what users hand us."""

@@ -1,0 +1,89 @@
+"""The `img2imu` command line: what a person typing it sees."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from img2imu_jax import cli, demo
+
+
+@pytest.fixture
+def window_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "walk.csv"
+    np.savetxt(path, rng.normal(size=(300, 3)), delimiter=",", header="x,y,z", comments="")
+    return path
+
+
+def test_spectrogram_writes_a_128x96_png(window_csv, tmp_path, capsys):
+    out = tmp_path / "out" / "walk.png"
+    argv = ["spectrogram", str(window_csv), "--sample-rate", "50", "--nfft", "64",
+            "--noverlap", "56", "-o", str(out)]
+    assert cli.main(argv) == 0
+    with Image.open(out) as image:
+        assert image.size == (128, 96) and image.mode == "RGB"
+    assert str(out) in capsys.readouterr().out
+
+    assert cli.main(argv + ["--size", "48x64"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        ("1,2,3\n4,five,6\n", [], "walk.csv line 2: column 2 (y) is 'five'"),
+        (None, ["--noverlap", "64"], "noverlap must be in [0, nfft)"),
+    ],
+)
+def test_errors_are_one_readable_line(window_csv, tmp_path, capsys, content, extra, message):
+    if content is not None:
+        window_csv.write_text(content)
+    argv = ["spectrogram", str(window_csv), "--sample-rate", "50", "--nfft", "64",
+            "--noverlap", "32", "-o", str(tmp_path / "x.png")] + extra
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_file_and_bad_size(tmp_path, capsys):
+    argv = ["spectrogram", str(tmp_path / "nope.csv"), "--sample-rate", "50", "--nfft", "64",
+            "--noverlap", "32", "-o", str(tmp_path / "x.png")]
+    assert cli.main(argv) == 1
+    assert "nope.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv + ["--size", "96by128"])
+    assert exit_info.value.code == 2
+    assert "expected HxW" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    script = Path(sys.executable).with_name("img2imu")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "spectrogram" in result.stdout and "demo" in result.stdout
+    result = subprocess.run([str(script), "spectrogram", "--help"], capture_output=True,
+                            text=True, check=True)
+    assert "--sample-rate" in result.stdout and "--size" in result.stdout
+
+
+def test_demo_renders_the_reference_window_and_compares(reference_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(reference_dir)
+    summary = demo.run(tmp_path)
+    assert Path(summary["image"]).is_file() and Path(summary["side_by_side"]).is_file()
+    assert min(summary["pearson_rgb"]) >= 0.99
+
+
+def test_demo_on_a_given_window(window_csv, tmp_path, capsys):
+    assert cli.main(["demo", "--workdir", str(tmp_path / "d"), "--input", str(window_csv)]) == 0
+    assert (tmp_path / "d" / "walk_spectrogram.png").is_file()
+    assert "walk_spectrogram.png" in capsys.readouterr().out
+
+
+def test_demo_without_reference_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no shared/reference above a temporary folder
+    assert cli.main(["demo", "--workdir", str(tmp_path / "d")]) == 1
+    assert "pass --input" in capsys.readouterr().err
