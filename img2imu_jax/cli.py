@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +14,8 @@ from img2imu_jax import demo, render
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
     except (ValueError, OSError) as error:
@@ -43,6 +47,25 @@ def _parser() -> argparse.ArgumentParser:
                              help="image height x width (default 96x128)")
     spectrogram.set_defaults(handler=_spectrogram)
 
+    prepare = commands.add_parser(
+        "prepare", help="write a resized copy of a TFDS image dataset for fast pre-training",
+        description="Decode and resize every image of a TFDS dataset (or 'bundled_photos', or a "
+        "folder of images) once, writing a new TFDS dataset NAME_HxW into --out-dir. Resumable: "
+        "rerun after an interruption and finished shards are kept. Multi-process: start P "
+        "processes with --process-index 0..P-1 --process-count P; process 0 finishes last.",
+    )
+    prepare.add_argument("--dataset", default="imagenet2012",
+                         help="TFDS name, 'bundled_photos' or a folder (default imagenet2012)")
+    prepare.add_argument("--data-dir", default=None, metavar="IN",
+                         help="TFDS data dir of the source (imagenet2012 archives go in "
+                         "IN/downloads/manual)")
+    prepare.add_argument("--out-dir", required=True, metavar="OUT")
+    prepare.add_argument("--size", type=_image_size, default=(96, 128), metavar="HxW")
+    prepare.add_argument("--examples-per-shard", type=int, default=2048, metavar="N")
+    prepare.add_argument("--process-index", type=int, default=0, metavar="I")
+    prepare.add_argument("--process-count", type=int, default=1, metavar="P")
+    prepare.set_defaults(handler=_prepare)
+
     demo_parser = commands.add_parser(
         "demo", help="run the main job on the embedded default",
         description="Render the paper authors' reference window and compare it with theirs.",
@@ -59,6 +82,16 @@ def _spectrogram(args: argparse.Namespace) -> None:
                       noverlap=args.noverlap, image_size=args.size)
     height, width = args.size
     print(f"wrote {args.output} ({width}x{height} RGB)")
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from img2imu_jax.images.prepare import prepare  # TensorFlow loads only when needed
+
+    out = prepare(args.dataset, args.data_dir, args.out_dir, image_size=args.size,
+                  examples_per_shard=args.examples_per_shard, process_index=args.process_index,
+                  process_count=args.process_count)
+    print(f"prepared copy: {out} (read it with --dataset {out.parent.name} "
+          f"--data-dir {out.parent.parent})")
 
 
 def _image_size(text: str) -> tuple[int, int]:

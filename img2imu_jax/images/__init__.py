@@ -1,0 +1,1 @@
+"""Images on the host: TFDS datasets in, decoded uint8 96 × 128 batches out; nothing random here."""
