@@ -13,6 +13,7 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/spectrogram.py
+	$(VENV)/bin/python benchmarks/input_pipeline.py
 
 # (Re)install whenever the project's declared dependencies change.
 $(INSTALLED): pyproject.toml

@@ -8,14 +8,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from img2imu_jax import demo, render
+from img2imu_jax import augment_grid, demo, render
+from img2imu_jax.images.sources import bundled_photo_paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("img2imu_jax").setLevel(logging.INFO)
     try:
         args.handler(args)
     except (ValueError, OSError) as error:
@@ -66,6 +68,26 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--process-count", type=int, default=1, metavar="P")
     prepare.set_defaults(handler=_prepare)
 
+    grid = commands.add_parser(
+        "augment-grid", help="draw images beside random views of an augmentation spec",
+        description="Draw each input (photos and/or accelerometer windows rendered as "
+        "spectrograms) beside several random views of SPEC, to see what the network trains on.",
+    )
+    grid.add_argument("--spec", default="translate_x|permute_x|hue|jitter",
+                      help="ops joined by '|': translate_x, permute_x, hue, jitter, mocov2, all")
+    grid.add_argument("-o", "--output", required=True, metavar="GRID.png")
+    grid.add_argument("--image", action="append", default=[], metavar="PHOTO",
+                      help="a photo (repeatable; default: bundled photos grace_hopper, chelsea)")
+    grid.add_argument("--window", action="append", default=[], metavar="CSV",
+                      help="an accelerometer window, x,y,z columns (repeatable)")
+    grid.add_argument("--sample-rate", type=float, default=20.0, metavar="HZ",
+                      help="for --window (default 20)")
+    grid.add_argument("--nfft", type=int, default=128, metavar="N", help="for --window")
+    grid.add_argument("--noverlap", type=int, default=116, metavar="M", help="for --window")
+    grid.add_argument("--views", type=int, default=6)
+    grid.add_argument("--seed", type=int, default=0)
+    grid.set_defaults(handler=_augment_grid)
+
     demo_parser = commands.add_parser(
         "demo", help="run the main job on the embedded default",
         description="Render the paper authors' reference window and compare it with theirs.",
@@ -82,6 +104,17 @@ def _spectrogram(args: argparse.Namespace) -> None:
                       noverlap=args.noverlap, image_size=args.size)
     height, width = args.size
     print(f"wrote {args.output} ({width}x{height} RGB)")
+
+
+def _augment_grid(args: argparse.Namespace) -> None:
+    photos = args.image
+    if not photos and not args.window:
+        photos = [p for p in bundled_photo_paths() if p.stem in ("grace_hopper", "chelsea")]
+    inputs = augment_grid.grid_inputs(photos, args.window, sample_rate=args.sample_rate,
+                                      nfft=args.nfft, noverlap=args.noverlap)
+    render.write_png(augment_grid.augment_grid(inputs, args.spec, views=args.views,
+                                               seed=args.seed), args.output)
+    print(f"wrote {args.output}: {len(inputs)} input(s) x {args.views} views of {args.spec!r}")
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -9,8 +9,15 @@ DATA_AXIS = "data"
 
 
 def data_mesh() -> Mesh:
-    """A 1-D mesh over all devices of all processes, in JAX's canonical order."""
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+    """A 1-D mesh over all devices of all processes, in JAX's canonical order.
+
+    The axis is `Auto` (XLA propagates shardings through per-example code) rather than
+    `jax.make_mesh`'s newer `Explicit` default, under which vmapped code that mixes constants
+    with sharded per-example values fails to trace.
+    """
+    return jax.make_mesh(
+        (jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

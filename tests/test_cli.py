@@ -87,3 +87,18 @@ def test_demo_without_reference_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no shared/reference above a temporary folder
     assert cli.main(["demo", "--workdir", str(tmp_path / "d")]) == 1
     assert "pass --input" in capsys.readouterr().err
+
+
+def test_augment_grid_on_a_photo_and_a_spectrogram(window_csv, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (60, 80, 3), np.uint8)).save(photo)
+    argv = ["augment-grid", "--spec", "translate_x|hue", "--image", str(photo), "--window",
+            str(window_csv), "--sample-rate", "50", "--nfft", "64", "--noverlap", "56",
+            "--views", "3", "-o", str(out)]
+    assert cli.main(argv) == 0
+    with Image.open(out) as grid:
+        assert grid.size[1] == 2 * 96 + 2 and grid.size[0] > 4 * 128
+    assert "2 input(s) x 3 views" in capsys.readouterr().out
+    assert cli.main(["augment-grid", "--spec", "hue|blur", "-o", str(out)]) == 1
+    assert "unknown augmentation 'blur'" in capsys.readouterr().err
