@@ -1,8 +1,9 @@
 """The main job on the embedded default.
 
 Until the end-to-end job lands, the demo renders the paper authors' own sample window (a
-30 s jogging window at 20 Hz from their Android app) and, when their rendering sits beside it,
-compares the two channel by channel.
+30 s jogging window at 20 Hz from their Android app), compares it channel by channel with their
+rendering when that sits beside it, and draws what the sensor-aware augmentations do to a
+bundled photo and to that spectrogram.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from img2imu_jax.augment_grid import augment_grid, grid_inputs
+from img2imu_jax.images.sources import bundled_photo_paths
 from img2imu_jax.render import read_png, render_csv, write_png
 
 REFERENCE_DIR = Path("shared") / "reference" / "img2imu_app"
 # The authors' settings for this window (paper.md §2.2): WISDM v1, 20 Hz, nfft 128, noverlap 116.
 REFERENCE_SETTINGS = dict(sample_rate=20.0, nfft=128, noverlap=116)
+SENSOR_AWARE = "translate_x|permute_x|hue|jitter"
 
 
 def find_reference_window(start: str | os.PathLike = ".") -> Path:
@@ -53,4 +57,11 @@ def run(workdir: str | os.PathLike, input_csv: str | os.PathLike | None = None) 
                        pearson_rgb=correlation)
         print(f"Ours (left) vs the authors' rendering (right) -> {side_by_side}")
         print("Per-channel Pearson correlation R/G/B: " + ", ".join(f"{r:.4f}" for r in correlation))
+    photo = [p for p in bundled_photo_paths() if p.stem == "grace_hopper"]
+    grid_path = workdir / "augment_grid.png"
+    inputs = grid_inputs(photo, [csv_path], **REFERENCE_SETTINGS)
+    write_png(augment_grid(inputs, SENSOR_AWARE), grid_path)
+    summary["augment_grid"] = str(grid_path)
+    print(f"The sensor-aware augmentations ({SENSOR_AWARE}) on a photo and on the window -> "
+          f"{grid_path}")
     return summary

@@ -74,6 +74,8 @@ def test_demo_renders_the_reference_window_and_compares(reference_dir, tmp_path,
     monkeypatch.chdir(reference_dir)
     summary = demo.run(tmp_path)
     assert Path(summary["image"]).is_file() and Path(summary["side_by_side"]).is_file()
+    with Image.open(summary["augment_grid"]) as grid:
+        assert grid.size[1] == 2 * 96 + 2  # the photo's row and the spectrogram's
     assert min(summary["pearson_rgb"]) >= 0.99
 
 

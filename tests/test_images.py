@@ -233,3 +233,23 @@ def test_prepare_command(tmp_path, capsys):
     assert copy.info.features["image"].shape == (48, 64, 3)
     assert cli.main(["prepare", "--dataset", "nope_xyz", "--data-dir", str(tmp_path),
                      "--out-dir", str(tmp_path / "o")]) == 1
+
+
+def test_a_prepared_copy_is_decoded_a_batch_at_a_time_with_the_same_images(tiles, tmp_path):
+    source_dir = tmp_path / "in"
+    load_builder(str(tiles), source_dir)
+    copy = tfds.builder_from_directory(prepare(str(tiles), source_dir, tmp_path / "out"))
+    settings = dict(batch_size=8, seed=2, shuffle_buffer=16)
+    host = HostBatches(copy, **settings)
+    assert host.presized
+    raw = copy.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
+    one_by_one = sorted(tf.io.decode_jpeg(ex["image"]).numpy().tobytes() for ex in raw)
+    uninterrupted = epoch_images(host, 12)
+    for epoch in (uninterrupted[:6], uninterrupted[6:]):
+        assert sorted(im.tobytes() for batch in epoch for im in batch) == one_by_one
+    stream = iter(HostBatches(copy, **settings))
+    for _ in range(4):
+        _, saved = next(stream)
+    resumed = epoch_images(HostBatches(copy, **settings, state=saved), 8)
+    for expected, got in zip(uninterrupted[4:], resumed):
+        np.testing.assert_array_equal(expected, got)
