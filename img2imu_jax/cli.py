@@ -14,13 +14,18 @@ from img2imu_jax.images.sources import bundled_photo_paths
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    args.overrides = [item.removeprefix("--config.") for item in extra
+                      if item.startswith("--config.")]
+    unknown = [item for item in extra if not item.startswith("--config.")]
+    if unknown or (args.overrides and args.command != "pretrain"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("img2imu_jax").setLevel(logging.INFO)
     try:
         args.handler(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"img2imu {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -88,6 +93,23 @@ def _parser() -> argparse.ArgumentParser:
     grid.add_argument("--seed", type=int, default=0)
     grid.set_defaults(handler=_augment_grid)
 
+    pretrain = commands.add_parser(
+        "pretrain", help="contrastive pre-training (MoCo or SimCLR) with Orbax checkpoints",
+        description="Pre-train an image encoder. Override any config value with "
+        "--config.KEY=VALUE (e.g. --config.batch_size=512). Rerunning with the same --workdir "
+        "resumes from its latest checkpoint; SIGTERM saves and exits 0.",
+    )
+    pretrain.add_argument("--config", required=True, metavar="CONFIG.py",
+                          help="an ml_collections recipe, e.g. configs/img2imu_paper.py")
+    pretrain.add_argument("--workdir", required=True, metavar="DIR")
+    pretrain.add_argument("--distributed", action="store_true",
+                          help="initialise jax.distributed from the environment (TPU VM, SLURM)")
+    pretrain.add_argument("--coordinator", metavar="HOST:PORT",
+                          help="explicit coordinator, for several processes on one machine")
+    pretrain.add_argument("--num-processes", type=int, default=1)
+    pretrain.add_argument("--process-id", type=int, default=0)
+    pretrain.set_defaults(handler=_pretrain)
+
     demo_parser = commands.add_parser(
         "demo", help="run the main job on the embedded default",
         description="Render the paper authors' reference window and compare it with theirs.",
@@ -115,6 +137,27 @@ def _augment_grid(args: argparse.Namespace) -> None:
     render.write_png(augment_grid.augment_grid(inputs, args.spec, views=args.views,
                                                seed=args.seed), args.output)
     print(f"wrote {args.output}: {len(inputs)} input(s) x {args.views} views of {args.spec!r}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from img2imu_jax.config import load_config  # the trainer's imports are heavy; load on use
+
+    config = load_config(args.config, args.overrides)  # every config error before any compile
+    if args.coordinator:
+        import jax
+
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    elif args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    from img2imu_jax.pretrain import train
+
+    metrics = train(config, args.workdir)
+    print(f"done: {args.workdir} (last metrics: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in metrics.items()) + ")")
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -1,0 +1,21 @@
+"""A few minutes of MoCo on one CPU: the bundled photos, a narrow ResNet-18, small batches.
+
+It shows every part working (augmentations, queue, checkpoints, metrics); pre-training worth
+transferring needs ImageNet and the paper's scale (configs/img2imu_paper.py).
+"""
+
+from img2imu_jax.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.data.dataset = "bundled_photos"
+    config.data.shuffle_buffer = 64
+    config.model.width = 16
+    config.moco.queue_size = 256
+    config.batch_size = 16
+    config.total_steps = 60
+    config.checkpoint_every = 20
+    config.log_every = 10
+    config.optim.warmup_epochs = 0.0
+    return config

@@ -1,0 +1,148 @@
+"""Pre-training configs: the defaults every recipe in configs/ starts from, loading a recipe file
+with `--config.key=value` overrides, and the checks that run before anything compiles.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+from collections.abc import Sequence
+
+import ml_collections
+
+METHODS = ("moco", "simclr")
+HEADS = ("mocov2", "simclr")
+OPTIMIZERS = ("adam", "lars", "sgd")
+LR_SCALINGS = ("linear", "sqrt", "none")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The shared defaults; a recipe file changes only what differs."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.dataset = "imagenet2012"  # a TFDS name, 'bundled_photos' or a folder of images
+    config.data.data_dir = ""  # '' = TFDS's default data directory
+    config.data.split = "train"
+    config.data.image_size = (96, 128)  # (height, width): the paper's 128 × 96 (W × H)
+    config.data.shuffle_buffer = 16_384
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.spec = "translate_x|permute_x|hue|jitter"  # the paper's sensor-aware set
+    config.augment.params = ml_collections.ConfigDict()  # `<op>_<param>` overrides, e.g. hue_p
+
+    config.model = ml_collections.ConfigDict()
+    config.model.depth = 18
+    config.model.width = 64
+    config.model.head = "mocov2"  # 'mocov2' (2-layer MLP) or 'simclr' (BN MLP)
+    config.model.head_layers = 2
+    config.model.hidden_features = 0  # 0 = the encoder's feature width
+    config.model.out_features = 64  # the paper's MoCo dimension
+    config.model.bf16 = False  # bf16 compute; parameters and optimizer state stay float32
+
+    config.method = "moco"  # 'moco' (InfoNCE against a queue) or 'simclr' (NT-Xent)
+    config.temperature = 0.2
+    config.moco = ml_collections.ConfigDict()
+    config.moco.momentum = 0.999
+    config.moco.queue_size = 4096
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "adam"  # 'adam', 'lars' or 'sgd'
+    config.optim.base_lr = 1e-3
+    config.optim.lr_scaling = "none"  # 'linear', 'sqrt' or 'none' (relative to batch 256)
+    config.optim.warmup_epochs = 0.0
+    config.optim.weight_decay = 0.0
+    config.optim.momentum = 0.9
+
+    config.batch_size = 256  # global, over every device of every process
+    config.epochs = 40.0
+    config.total_steps = 0  # > 0 overrides epochs
+
+    config.checkpoint_every = 1000
+    config.keep_checkpoints = 3
+    config.log_every = 50
+    return config
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Runs `get_config()` from a recipe file, applies `key.sub=value` overrides, validates.
+
+    Every problem is a ValueError naming the file, the key or the value, raised before any
+    model is built.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path} does not exist")
+    spec = importlib.util.spec_from_file_location("img2imu_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} has no get_config()")
+    config = module.get_config()
+    for override in overrides:
+        _apply_override(config, override, path)
+    validate(config)
+    return config
+
+
+def _apply_override(config: ml_collections.ConfigDict, override: str, path: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep:
+        raise ValueError(f"override {override!r} must look like key.sub=value")
+    *parents, leaf = key.split(".")
+    node = config
+    for depth, name in enumerate(parents + [leaf]):
+        known = list(node.keys())
+        if name not in known and not (name == leaf and depth == len(parents) and _open(node)):
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
+            raise ValueError(f"{path}: unknown config key {key!r}{hint}")
+        if depth < len(parents):
+            node = node[name]
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    current = node.get(leaf)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if current is not None and not isinstance(value, type(current)):
+        raise ValueError(
+            f"{path}: {key} must be {type(current).__name__} like {current!r}; got {text!r}"
+        )
+    node[leaf] = value
+
+
+def _open(node: ml_collections.ConfigDict) -> bool:
+    """`augment.params` takes any `<op>_<param>` key; make_augment checks the names."""
+    return len(node) == 0
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks values whose mistakes would otherwise surface deep inside a compile."""
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"invalid config: {message}")
+
+    check(config.method in METHODS, f"method must be one of {METHODS}; got {config.method!r}")
+    check(config.model.head in HEADS, f"model.head must be one of {HEADS}; got {config.model.head!r}")
+    check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
+    check(config.model.width > 0 and config.model.out_features > 0, "model sizes must be > 0")
+    check(config.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}")
+    check(config.optim.lr_scaling in LR_SCALINGS, f"optim.lr_scaling must be one of {LR_SCALINGS}")
+    check(config.optim.base_lr > 0, f"optim.base_lr must be > 0; got {config.optim.base_lr}")
+    check(config.batch_size > 0, f"batch_size must be > 0; got {config.batch_size}")
+    check(config.temperature > 0, f"temperature must be > 0; got {config.temperature}")
+    check(config.epochs > 0 or config.total_steps > 0, "set epochs or total_steps")
+    check(0 <= config.moco.momentum < 1, f"moco.momentum must be in [0, 1); got {config.moco.momentum}")
+    check(config.method != "moco" or config.moco.queue_size >= config.batch_size,
+          f"moco.queue_size {config.moco.queue_size} must hold at least one batch "
+          f"({config.batch_size})")
+    check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
+          f"data.image_size must be (height, width); got {config.data.image_size}")
+    check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")

@@ -1,0 +1,87 @@
+"""The contrastive model: a ResNet encoder and a projection head, built from plain config values.
+
+`ContrastiveModel`'s attribute names are the checkpoint layout: `nnx.state(model)` has exactly
+the top-level keys `encoder` and `head`, saved as `model/encoder` and `model/head`. The
+fine-tune loop restores `model/encoder` alone, so renaming either attribute breaks every
+existing checkpoint.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from img2imu_jax.models.heads import ProjectionHead, mocov2_head, simclr_head
+from img2imu_jax.models.resnet import ResNet
+
+HEADS = {"simclr": simclr_head, "mocov2": mocov2_head}
+
+__all__ = [
+    "HEADS",
+    "ContrastiveModel",
+    "ProjectionHead",
+    "ResNet",
+    "build_model",
+    "mocov2_head",
+    "simclr_head",
+]
+
+
+class ContrastiveModel(nnx.Module):
+    """Encoder then head; both outputs come back float32 whatever the compute dtype.
+
+    The cast sits here so the contrastive loss (logits scaled by 1/τ) and the linear probe never
+    see bfloat16.
+    """
+
+    def __init__(self, encoder: ResNet, head: ProjectionHead):
+        self.encoder = encoder
+        self.head = head
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        features = self.encoder(x)
+        projections = self.head(features)
+        return features.astype(jnp.float32), projections.astype(jnp.float32)
+
+
+def build_model(
+    *,
+    depth: int,
+    width: int = 64,
+    head: str = "mocov2",
+    head_layers: int = 2,
+    hidden_features: int | None = None,
+    out_features: int = 64,
+    dtype=jnp.float32,
+    bn_axis_name: str | None = None,
+    bn_momentum: float = 0.9,
+    rngs: nnx.Rngs,
+) -> ContrastiveModel:
+    """A `ContrastiveModel` from config values; parameters are always float32.
+
+    `head` is 'simclr' (BN MLP) or 'mocov2' (plain MLP). `hidden_features` of None or 0 means
+    the encoder's feature width. `dtype` may be a name such as 'bfloat16'.
+    """
+    if head not in HEADS:
+        raise ValueError(f"model head must be one of {sorted(HEADS)}; got {head!r}")
+    dtype = jnp.dtype(dtype)
+    encoder = ResNet(
+        depth,
+        width=width,
+        dtype=dtype,
+        bn_axis_name=bn_axis_name,
+        bn_momentum=bn_momentum,
+        rngs=rngs,
+    )
+    projection = HEADS[head](
+        encoder.features,
+        out_features=out_features,
+        hidden_features=hidden_features or None,
+        layers=head_layers,
+        dtype=dtype,
+        bn_axis_name=bn_axis_name,
+        bn_momentum=bn_momentum,
+        rngs=rngs,
+    )
+    return ContrastiveModel(encoder, projection)
