@@ -59,6 +59,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     replicated = NamedSharding(mesh, PartitionSpec())
 
     # ---- Data: this process's share, decoded on the host, augmented on the device.
+    if jax.process_index() == 0:  # bundled photos and folders are written once, by process 0
+        load_builder(config.data.dataset, config.data.data_dir or None)
+    multihost_utils.sync_global_devices("input dataset ready")
     builder = load_builder(config.data.dataset, config.data.data_dir or None)
     local_batch = config.batch_size // jax.process_count()
     steps_per_epoch = max(1, HostBatches(
@@ -102,33 +105,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
     )
     stop = _PreemptionWatch()
-    metrics: dict[str, float] = {}
-    pending: tuple[int, dict] | None = None
-    timer = _StepTimer(config.batch_size, jax.device_count())
+    report = _Reporter(writer, workdir, config, total_steps)
+    previous: tuple[int, dict] | None = None
     with ImageBatches(host, mesh) as batches:
-        for step in range(start, total_steps):
-            state, step_metrics = step_fn(state, next(batches))
-            if pending is not None:  # read the previous step's numbers while this one runs
-                metrics = _check_and_log(pending, writer, workdir, timer, total_steps)
-            pending = (step + 1, step_metrics)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == total_steps:
-                _check_and_log(pending, writer, workdir, timer, total_steps)
-                pending = None
-                checkpoints.save(step + 1, state, _data_positions(batches.state()),
-                                 force=step + 1 == total_steps)
-            if stop.requested(step + 1):
-                if pending is not None:
-                    _check_and_log(pending, writer, workdir, timer, total_steps)
-                checkpoints.save(step + 1, state, _data_positions(batches.state()), force=True)
-                log.info("preempted: saved step %d, exiting", step + 1)
+        for step in range(start + 1, total_steps + 1):
+            state, device_metrics = step_fn(state, next(batches))
+            if previous is not None:  # the previous step's numbers, while this one runs
+                report(*previous)
+            previous = (step, device_metrics)
+            preempted = stop.requested(step)
+            if step % config.checkpoint_every == 0 or step == total_steps or preempted:
+                report(*previous, force_log=True)
+                previous = None
+                _assert_replicas_agree(state)
+                checkpoints.save(step, state, _data_positions(batches.state()), force=True)
+            if preempted:
+                log.info("preempted: saved step %d, exiting", step)
                 break
-    if pending is not None:
-        metrics = _check_and_log(pending, writer, workdir, timer, total_steps)
     checkpoints.wait()
     checkpoints.close()
     writer.close()
     stop.restore()
-    return metrics
+    return report.last
 
 
 def build(config: ml_collections.ConfigDict) -> nnx.Module:
@@ -262,6 +260,13 @@ def _abstract(state: Any) -> Any:
     )
 
 
+def _assert_replicas_agree(state: dict) -> None:
+    """Every process must hold the same parameters; a silent divergence would poison the run."""
+    if jax.process_count() > 1:
+        fingerprint = np.asarray(jax.device_get(optax.global_norm(state["model"])))
+        multihost_utils.assert_equal(fingerprint, "processes hold different model parameters")
+
+
 def _data_positions(position: dict[str, int]) -> dict[str, list[int]]:
     """Every process's input position, so each resumes its own share."""
     gathered = multihost_utils.process_allgather(
@@ -289,28 +294,40 @@ class _StepTimer:
                 "views_per_s_per_device": 2 * per_device}
 
 
-def _check_and_log(pending, writer, workdir: Path, timer: _StepTimer, total: int) -> dict:
-    step, device_metrics = pending
-    metrics = {name: float(value) for name, value in jax.device_get(device_metrics).items()}
-    if not math.isfinite(metrics["loss"]):
-        raise NonFiniteLoss(
-            f"loss is {metrics['loss']} at step {step}; stopping. The last checkpoint saved "
-            f"before it is intact in {workdir / 'checkpoints'}"
-        )
-    metrics.update(timer.rates(step))
-    writer.write_scalars(step, metrics)
-    if jax.process_index() == 0:
-        with open(workdir / "metrics.jsonl", "a") as out:
+class _Reporter:
+    """Checks every step's loss (one step behind, so the device never waits) and logs every
+    `log_every` steps: TensorBoard, `metrics.jsonl` and a progress line on process 0."""
+
+    def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int):
+        self.writer, self.workdir, self.total = writer, workdir, total
+        self.log_every = config.log_every
+        self.timer = _StepTimer(config.batch_size, jax.device_count())
+        self.last: dict[str, float] = {}
+
+    def __call__(self, step: int, device_metrics: dict, *, force_log: bool = False) -> None:
+        metrics = {name: float(value) for name, value in jax.device_get(device_metrics).items()}
+        if not math.isfinite(metrics["loss"]):
+            raise NonFiniteLoss(
+                f"loss is {metrics['loss']} at step {step}; stopping. The last checkpoint "
+                f"saved before it is intact in {self.workdir / 'checkpoints'}"
+            )
+        self.last = metrics
+        if not (force_log or step % self.log_every == 0):
+            return
+        metrics.update(self.timer.rates(step))
+        self.writer.write_scalars(step, metrics)
+        if jax.process_index() > 0:
+            return
+        with open(self.workdir / "metrics.jsonl", "a") as out:
             out.write(json.dumps({"step": step, **metrics}) + "\n")
-        eta = ""
+        speed = ""
         if "step_time_s" in metrics:
-            remaining = int(metrics["step_time_s"] * (total - step))
-            eta = f", ETA {remaining // 3600}:{remaining // 60 % 60:02d}:{remaining % 60:02d}"
-            eta = f", {metrics['images_per_s_per_device']:.0f} img/s/device" + eta
-        print(f"step {step}/{total}: loss {metrics['loss']:.4f}, top-1 "
-              f"{metrics['contrastive_top1']:.3f}, lr {metrics['learning_rate']:.2e}{eta}",
+            left = int(metrics["step_time_s"] * (self.total - step))
+            speed = (f", {metrics['images_per_s_per_device']:.0f} img/s/device, ETA "
+                     f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
+        print(f"step {step}/{self.total}: loss {metrics['loss']:.4f}, top-1 "
+              f"{metrics['contrastive_top1']:.3f}, lr {metrics['learning_rate']:.2e}{speed}",
               flush=True)
-    return metrics
 
 
 class _PreemptionWatch:
