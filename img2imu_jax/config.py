@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from img2imu_jax.models.heads import PRESETS
+
 METHODS = ("moco", "simclr")
-HEADS = ("mocov2", "simclr")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
@@ -130,7 +131,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"invalid config: {message}")
 
     check(config.method in METHODS, f"method must be one of {METHODS}; got {config.method!r}")
-    check(config.model.head in HEADS, f"model.head must be one of {HEADS}; got {config.model.head!r}")
+    check(config.model.head in PRESETS,
+          f"model.head must be one of {sorted(PRESETS)}; got {config.model.head!r}")
     check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
     check(config.model.width > 0 and config.model.out_features > 0, "model sizes must be > 0")
     check(config.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}")

@@ -11,8 +11,7 @@ from img2imu_jax.models import (
     ContrastiveModel,
     ResNet,
     build_model,
-    mocov2_head,
-    simclr_head,
+    projection_head,
 )
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
 
@@ -211,7 +210,7 @@ def test_bfloat16_compute_keeps_float32_params_and_stats(small_model):
 
 
 def test_simclr_head_layers_and_counts():
-    head = simclr_head(16, hidden_features=32, out_features=8, layers=3, rngs=_rngs())
+    head = projection_head("simclr", 16, hidden_features=32, out_features=8, layers=3, rngs=_rngs())
     shapes = [(lin.in_features, lin.out_features) for lin in head.linears]
     assert shapes == [(16, 32), (32, 32), (32, 8)]
     assert all(lin.bias is None for lin in head.linears)
@@ -222,18 +221,18 @@ def test_simclr_head_layers_and_counts():
     head.train()
     assert head(jnp.ones((4, 16)) * jnp.arange(4.0)[:, None]).shape == (4, 8)
 
-    r50 = nnx.eval_shape(lambda: simclr_head(2048, rngs=nnx.Rngs(0)))
+    r50 = nnx.eval_shape(lambda: projection_head("simclr", 2048, rngs=nnx.Rngs(0)))
     assert _param_count(r50) == 2 * (2048 * 2048 + 2 * 2048) + 2048 * 128 + 128
 
 
 def test_mocov2_head_layers_and_counts():
-    head = mocov2_head(16, hidden_features=32, out_features=8, rngs=_rngs())
+    head = projection_head("mocov2", 16, hidden_features=32, out_features=8, rngs=_rngs())
     assert len(head.linears) == 2 and len(head.norms) == 0
     assert _param_count(head) == 16 * 32 + 32 + 32 * 8 + 8
     assert not jax.tree.leaves(nnx.state(head, nnx.BatchStat))
     assert head(jnp.ones((3, 16))).shape == (3, 8)
 
-    r50 = nnx.eval_shape(lambda: mocov2_head(2048, rngs=nnx.Rngs(0)))
+    r50 = nnx.eval_shape(lambda: projection_head("mocov2", 2048, rngs=nnx.Rngs(0)))
     assert [lin.out_features for lin in r50.linears] == [2048, 128]
     assert _param_count(r50) == 2048 * 2048 + 2048 + 2048 * 128 + 128
 

@@ -12,19 +12,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from img2imu_jax.models.heads import ProjectionHead, mocov2_head, simclr_head
+from img2imu_jax.models.heads import PRESETS, ProjectionHead, projection_head
 from img2imu_jax.models.resnet import ResNet
 
-HEADS = {"simclr": simclr_head, "mocov2": mocov2_head}
 
 __all__ = [
-    "HEADS",
+    "PRESETS",
     "ContrastiveModel",
     "ProjectionHead",
     "ResNet",
     "build_model",
-    "mocov2_head",
-    "simclr_head",
+    "projection_head",
 ]
 
 
@@ -63,8 +61,8 @@ def build_model(
     `head` is 'simclr' (BN MLP) or 'mocov2' (plain MLP). `hidden_features` of None or 0 means
     the encoder's feature width. `dtype` may be a name such as 'bfloat16'.
     """
-    if head not in HEADS:
-        raise ValueError(f"model head must be one of {sorted(HEADS)}; got {head!r}")
+    if head not in PRESETS:
+        raise ValueError(f"model head must be one of {sorted(PRESETS)}; got {head!r}")
     dtype = jnp.dtype(dtype)
     encoder = ResNet(
         depth,
@@ -74,7 +72,8 @@ def build_model(
         bn_momentum=bn_momentum,
         rngs=rngs,
     )
-    projection = HEADS[head](
+    projection = projection_head(
+        head,
         encoder.features,
         out_features=out_features,
         hidden_features=hidden_features or None,

@@ -100,39 +100,28 @@ class ProjectionHead(nnx.Module):
         return x
 
 
-def simclr_head(
+# kind → (BatchNorm MLP?, default layers): SimCLR v2's 3-layer BN MLP, MoCo v2's `--mlp`.
+PRESETS = {"simclr": (True, 3), "mocov2": (False, 2)}
+
+
+def projection_head(
+    kind: str,
     in_features: int,
     *,
     out_features: int = 128,
     hidden_features: int | None = None,
-    layers: int = 3,
+    layers: int | None = None,
     **kw,
 ) -> ProjectionHead:
-    """SimCLR v2's BN MLP; hidden width defaults to the encoder's (2048 for ResNet-50)."""
+    """SimCLR's or MoCo v2's head; hidden width defaults to the encoder's (2048 for ResNet-50)."""
+    if kind not in PRESETS:
+        raise ValueError(f"model head must be one of {sorted(PRESETS)}; got {kind!r}")
+    batch_norm, default_layers = PRESETS[kind]
     return ProjectionHead(
         in_features,
         hidden_features=hidden_features or in_features,
         out_features=out_features,
-        layers=layers,
-        batch_norm=True,
-        **kw,
-    )
-
-
-def mocov2_head(
-    in_features: int,
-    *,
-    out_features: int = 128,
-    hidden_features: int | None = None,
-    layers: int = 2,
-    **kw,
-) -> ProjectionHead:
-    """MoCo v2's 2-layer MLP (`--mlp`); hidden width defaults to the encoder's."""
-    return ProjectionHead(
-        in_features,
-        hidden_features=hidden_features or in_features,
-        out_features=out_features,
-        layers=layers,
-        batch_norm=False,
+        layers=layers or default_layers,
+        batch_norm=batch_norm,
         **kw,
     )
