@@ -268,3 +268,17 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
         if np.linalg.norm(update) > 1e-6:
             gap = np.linalg.norm(two_params[name] - value) / np.linalg.norm(update)
             assert gap < 0.02, f"{name}: updates differ by {gap:.1%}"
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+    uninterrupted, tmp_path
+):
+    straight, _ = uninterrupted
+    workdir = tmp_path / "diverged"
+    run_pretrain(workdir, "total_steps=2")
+    # A temperature below float32's normal range turns the logits into inf and the loss NaN.
+    process = run_pretrain(workdir, "total_steps=4", "temperature=1e-40", wait=False)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 1, output
+    assert "loss is nan at step 3" in output
+    assert final_state(workdir)[0] == 2
