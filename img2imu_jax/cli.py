@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = [item.removeprefix("--config.") for item in extra
                       if item.startswith("--config.")]
     unknown = [item for item in extra if not item.startswith("--config.")]
-    if unknown or (args.overrides and args.command != "pretrain"):
+    if unknown or (args.overrides and args.command not in ("pretrain", "finetune")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -110,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--process-id", type=int, default=0)
     pretrain.set_defaults(handler=_pretrain)
 
+    finetune = commands.add_parser(
+        "finetune", help="the paper's downstream protocol (linear evaluation) on an IMU dataset",
+        description="Linear evaluation with subject-wise folds and n-shot training sets, of "
+        "the encoder in --config.pretrained (a pre-training checkpoints/ directory) and of a "
+        "random one; writes results.json, results.md and f1_vs_shots.png into --workdir.",
+    )
+    finetune.add_argument("--config", required=True, metavar="CONFIG.py",
+                          help="e.g. configs/finetune_basicmotions.py")
+    finetune.add_argument("--workdir", required=True, metavar="DIR")
+    finetune.set_defaults(handler=_finetune)
+
     demo_parser = commands.add_parser(
         "demo", help="run the main job on the embedded default",
         description="Render the paper authors' reference window and compare it with theirs.",
@@ -158,6 +169,18 @@ def _pretrain(args: argparse.Namespace) -> None:
     metrics = train(config, args.workdir)
     print(f"done: {args.workdir} (last metrics: " + ", ".join(
         f"{k} {v:.4g}" for k, v in metrics.items()) + ")")
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from img2imu_jax.config import load_config, validate_finetune
+
+    config = load_config(args.config, args.overrides, checks=validate_finetune)
+    from img2imu_jax.finetune import run
+
+    record = run(config, args.workdir)
+    print(open(os.path.join(args.workdir, "results.md")).read(), end="")
+    print(f"wrote {args.workdir}/results.json, results.md, f1_vs_shots.png "
+          f"({record['windows']} windows of {record['dataset']})")
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -68,7 +68,33 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def finetune_base_config() -> ml_collections.ConfigDict:
+    """Defaults of the downstream protocol (paper v2 §IV-A); recipes name the dataset."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.pretrained = ""  # a pre-training checkpoints/ directory; '' = random init only
+    config.data = ml_collections.ConfigDict()
+    config.data.dataset = "basicmotions"
+    config.data.data_dir = ""
+    config.data.sample_rate = 50.0
+    config.data.seconds = 5.0  # 2, 5 or 10 s windows, 50 % overlap
+    config.data.label_rule = "single"
+    config.shots = (1, 2, 5, 10, 20, 50)
+    config.folds = 5
+    # The paper's spectrogram grid, searched on validation subjects: every nfft with
+    # noverlap = nfft - gap for every gap.
+    config.grid_nfft = (32, 64, 128, 256)
+    config.grid_gaps = (2, 4, 8, 16)
+    config.epochs = 50
+    config.model = ml_collections.ConfigDict()
+    config.model.depth = 18
+    config.model.width = 64
+    return config
+
+
+def load_config(
+    path: str | os.PathLike, overrides: Sequence[str] = (), *, checks=None
+) -> ml_collections.ConfigDict:
     """Runs `get_config()` from a recipe file, applies `key.sub=value` overrides, validates.
 
     Every problem is a ValueError naming the file, the key or the value, raised before any
@@ -85,7 +111,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ml_co
     config = module.get_config()
     for override in overrides:
         _apply_override(config, override, path)
-    validate(config)
+    (checks or validate)(config)
     return config
 
 
@@ -148,3 +174,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+
+
+def validate_finetune(config: ml_collections.ConfigDict) -> None:
+    """Checks a downstream config before any data is read."""
+    from img2imu_jax.imu.registry import DATASETS
+
+    if config.data.dataset not in DATASETS:
+        raise ValueError(f"invalid config: data.dataset must be one of {DATASETS}")
+    if not config.shots or min(config.shots) < 1:
+        raise ValueError(f"invalid config: shots must be positive; got {config.shots}")
+    if config.folds < 3 or config.epochs < 1 or config.data.seconds <= 0:
+        raise ValueError("invalid config: folds >= 3, epochs >= 1 and data.seconds > 0")
+    if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
+        raise ValueError("invalid config: every grid gap must be in (0, nfft)")

@@ -9,15 +9,24 @@ features alone, which costs next to nothing per fold and shot count.
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
+from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
+from img2imu_jax.checkpoint import restore_encoder
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
-from img2imu_jax.imu.windows import Windows
+from img2imu_jax.imu.registry import load_dataset
+from img2imu_jax.imu.windows import Windows, make_windows
+from img2imu_jax.models.resnet import ResNet
 from img2imu_jax.spectrogram import normalize_imagenet, spectrogram_image
+
+log = logging.getLogger(__name__)
 
 # The paper's (v2) grid, searched per task on the validation subjects.
 SPECTROGRAM_GRID = tuple((nfft, nfft - d) for nfft in (32, 64, 128, 256) for d in (2, 4, 8, 16))
@@ -171,3 +180,72 @@ def linear_evaluation(
             settings[n].append(setting)
     return {n: {"f1": scores[n], "mean": float(np.mean(scores[n])),
                 "std": float(np.std(scores[n])), "settings": settings[n]} for n in shots}
+
+
+def run(config, workdir: str | os.PathLike) -> dict:
+    """`img2imu finetune`: linear evaluation of the pre-trained encoder (when given) and of a
+    randomly initialised one, written as results.json, results.md and f1_vs_shots.png."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir or None)
+    windows = make_windows(dataset, seconds=config.data.seconds,
+                           sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
+    grid = tuple((nfft, nfft - gap) for nfft in config.grid_nfft for gap in config.grid_gaps)
+    encoders = {"random init": _encoder(config, None)}
+    if config.pretrained:
+        encoders = {"pre-trained": _encoder(config, config.pretrained), **encoders}
+    results = {}
+    for name, encoder in encoders.items():
+        log.info("linear evaluation of the %s encoder on %s (%d windows)", name, dataset.name,
+                 len(windows))
+        results[name] = linear_evaluation(encoder, windows, shots=tuple(config.shots),
+                                          folds=config.folds, grid=grid, seed=config.seed,
+                                          epochs=config.epochs)
+    record = {"dataset": dataset.name, "windows": len(windows), "classes": dataset.classes,
+              "skipped_source_lines": dataset.skipped, "pretrained": config.pretrained,
+              "results": {name: {str(n): r for n, r in res.items()} for name, res in results.items()}}
+    (workdir / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    (workdir / "results.md").write_text(_markdown(dataset.name, results))
+    _plot(dataset.name, results, workdir / "f1_vs_shots.png")
+    return record
+
+
+def _encoder(config, checkpoints: str | None) -> nnx.Module:
+    encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
+    if checkpoints:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+                                nnx.state(encoder))
+        nnx.update(encoder, restore_encoder(checkpoints, abstract))
+    return encoder
+
+
+def _markdown(dataset: str, results: dict) -> str:
+    shots = list(next(iter(results.values())))
+    lines = [f"Macro-F1 (%) on {dataset}, linear evaluation, mean ± std over folds", "",
+             "| encoder | " + " | ".join(f"{n}-shot" for n in shots) + " |",
+             "|---|" + "---:|" * len(shots)]
+    for name, res in results.items():
+        cells = [f"{100 * res[n]['mean']:.1f} ± {100 * res[n]['std']:.1f}" for n in shots]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(dataset: str, results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    for name, res in results.items():
+        shots = list(res)
+        means = np.array([res[n]["mean"] for n in shots]) * 100
+        stds = np.array([res[n]["std"] for n in shots]) * 100
+        axes.errorbar(shots, means, yerr=stds, marker="o", capsize=3, label=name)
+    axes.set(xscale="log", xlabel="labelled windows per class", ylabel="macro-F1 (%)",
+             title=dataset)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -80,3 +80,50 @@ def test_linear_evaluation_runs_the_protocol(encoder):
         assert all(tuple(s) in grid for s in summary["settings"])
     again = linear_evaluation(encoder, windows, shots=(1, 4), folds=3, grid=grid, epochs=3)
     assert again == result
+
+
+FAST = ["--config.model.width=8", "--config.grid_nfft=(64,)", "--config.grid_gaps=(8,)",
+        "--config.epochs=2", "--config.shots=(1,2)", "--config.folds=3"]
+
+
+def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    import jax
+
+    from img2imu_jax import cli
+    from img2imu_jax.checkpoint import Checkpointer
+    from img2imu_jax.finetune import _encoder
+    from img2imu_jax.config import finetune_base_config
+
+    saved = ResNet(18, width=8, rngs=nnx.Rngs(7))
+    checkpoints = Checkpointer(tmp_path / "pre", save_every=1)
+    checkpoints.save(1, {"model": {"encoder": nnx.state(saved)}}, {"epoch": [0]})
+    checkpoints.wait()
+    checkpoints.close()
+    config = finetune_base_config()
+    config.model.width = 8
+    restored = _encoder(config, str(tmp_path / "pre" / "checkpoints"))
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(restored), nnx.state(saved))
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    workdir = tmp_path / "ft"
+    argv = ["finetune", "--config", str(configs / "finetune_basicmotions.py"), "--workdir",
+            str(workdir), f"--config.pretrained={tmp_path / 'pre' / 'checkpoints'}", *FAST]
+    assert cli.main(argv) == 0
+    record = json.loads((workdir / "results.json").read_text())
+    assert set(record["results"]) == {"pre-trained", "random init"}
+    assert len(record["results"]["pre-trained"]["2"]["f1"]) == 3
+    table = (workdir / "results.md").read_text()
+    assert "| pre-trained |" in table and "| random init |" in table and "2-shot" in table
+    assert (workdir / "f1_vs_shots.png").stat().st_size > 1000
+    assert "results.md" in capsys.readouterr().out
+
+    checkpoints = Checkpointer(tmp_path / "headless", save_every=1)
+    checkpoints.save(1, {"model": {"head": {"w": np.zeros(2)}}}, {"epoch": [0]})
+    checkpoints.wait()
+    checkpoints.close()
+    argv[5] = f"--config.pretrained={tmp_path / 'headless' / 'checkpoints'}"
+    assert cli.main(argv) == 1
+    assert "no model/encoder" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from a file, otherwise the window, sample and axis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,3 +73,15 @@ def _is_real_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
+
+
+def finite_number(field: str, where: str) -> float:
+    """One text field of a data file as a float; a ValueError naming `where` if it is not a
+    finite number."""
+    try:
+        value = float(field)
+    except ValueError:
+        raise ValueError(f"{where} is {field.strip()!r}, not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where} is {field.strip()!r}; values must be finite")
+    return value

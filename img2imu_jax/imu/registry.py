@@ -1,0 +1,39 @@
+"""Dataset names → loaders, so configs and commands name a dataset by a plain string."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from img2imu_jax.imu.recordings import IMUDataset
+
+
+def _loaders() -> dict[str, Callable[..., IMUDataset]]:
+    from img2imu_jax.imu.basicmotions import load_basicmotions
+    from img2imu_jax.imu.daphnet import load_daphnet
+    from img2imu_jax.imu.goat import load_goat
+    from img2imu_jax.imu.pvs import load_pvs
+    from img2imu_jax.imu.wisdm import load_wisdm_2019, load_wisdm_v1
+
+    return {
+        "basicmotions": lambda data_dir: load_basicmotions(data_dir or None),
+        "wisdm_v1": load_wisdm_v1,
+        "wisdm2019": load_wisdm_2019,
+        "daphnet": load_daphnet,
+        "goat": load_goat,
+        "pvs": load_pvs,
+    }
+
+
+DATASETS = ("basicmotions", "wisdm_v1", "wisdm2019", "daphnet", "goat", "pvs")
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> IMUDataset:
+    """`basicmotions` needs no data_dir (it ships with sktime); the others read the authors'
+    published files from `data_dir`."""
+    loaders = _loaders()
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if name != "basicmotions" and not data_dir:
+        raise ValueError(f"dataset {name!r} needs a data_dir holding its published files")
+    return loaders[name](data_dir)
