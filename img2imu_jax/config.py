@@ -75,7 +75,8 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.pretrained = ""  # a pre-training checkpoints/ directory; '' = random init only
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "basicmotions"
-    config.data.data_dir = ""
+    config.data.data_dir = ""  # for 'generic': the CSV or NPZ file itself
+    config.data.generic_sample_rate = 0.0  # Hz of a 'generic' file; datasets know their own
     config.data.sample_rate = 50.0
     config.data.seconds = 5.0  # 2, 5 or 10 s windows, 50 % overlap
     config.data.label_rule = "single"

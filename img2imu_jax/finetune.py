@@ -187,7 +187,8 @@ def run(config, workdir: str | os.PathLike) -> dict:
     randomly initialised one, written as results.json, results.md and f1_vs_shots.png."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(config.data.dataset, config.data.data_dir or None)
+    dataset = load_dataset(config.data.dataset, config.data.data_dir or None,
+                           sample_rate=config.data.generic_sample_rate or None)
     windows = make_windows(dataset, seconds=config.data.seconds,
                            sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
     grid = tuple((nfft, nfft - gap) for nfft in config.grid_nfft for gap in config.grid_gaps)

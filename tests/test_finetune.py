@@ -127,3 +127,26 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
     argv[5] = f"--config.pretrained={tmp_path / 'headless' / 'checkpoints'}"
     assert cli.main(argv) == 1
     assert "no model/encoder" in capsys.readouterr().err
+
+
+def test_finetune_on_your_own_csv(tmp_path):
+    from pathlib import Path
+
+    from img2imu_jax import cli
+
+    rng = np.random.default_rng(0)
+    t = np.arange(300) / 50.0
+    rows = ["subject,label,x,y,z"]
+    for subject in range(6):
+        for label, frequency in (("still", 1.0), ("shake", 9.0)):
+            xyz = np.sin(2 * np.pi * frequency * t)[:, None] + rng.normal(0, 0.1, (300, 3))
+            rows += [f"p{subject},{label},{x:.4f},{y:.4f},{z:.4f}" for x, y, z in xyz]
+    data = tmp_path / "mine.csv"
+    data.write_text("\n".join(rows) + "\n")
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    argv = ["finetune", "--config", str(configs / "finetune_basicmotions.py"), "--workdir",
+            str(tmp_path / "ft"), "--config.data.dataset=generic", f"--config.data.data_dir={data}",
+            "--config.data.seconds=2.0", *FAST]
+    assert cli.main(argv) == 1  # the sample rate is not in the file
+    assert cli.main(argv + ["--config.data.generic_sample_rate=50.0"]) == 0
+    assert "mine" in (tmp_path / "ft" / "results.md").read_text()

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from img2imu_jax.imu.recordings import IMUDataset
 
 
-def _loaders() -> dict[str, Callable[..., IMUDataset]]:
+def _loaders(sample_rate: float | None) -> dict[str, Callable[..., IMUDataset]]:
     from img2imu_jax.imu.basicmotions import load_basicmotions
     from img2imu_jax.imu.daphnet import load_daphnet
+    from img2imu_jax.imu.generic import load_generic
     from img2imu_jax.imu.goat import load_goat
     from img2imu_jax.imu.pvs import load_pvs
     from img2imu_jax.imu.wisdm import load_wisdm_2019, load_wisdm_v1
@@ -22,18 +23,23 @@ def _loaders() -> dict[str, Callable[..., IMUDataset]]:
         "daphnet": load_daphnet,
         "goat": load_goat,
         "pvs": load_pvs,
+        "generic": lambda path: load_generic(path, sample_rate=sample_rate),
     }
 
 
-DATASETS = ("basicmotions", "wisdm_v1", "wisdm2019", "daphnet", "goat", "pvs")
+DATASETS = ("basicmotions", "wisdm_v1", "wisdm2019", "daphnet", "goat", "pvs", "generic")
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> IMUDataset:
-    """`basicmotions` needs no data_dir (it ships with sktime); the others read the authors'
-    published files from `data_dir`."""
-    loaders = _loaders()
-    if name not in loaders:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, sample_rate: float | None = None
+) -> IMUDataset:
+    """`basicmotions` needs no data_dir (it ships with sktime); the published datasets read the
+    authors' files from `data_dir`; `generic` reads your CSV or NPZ file (`data_dir` is that
+    file) recorded at `sample_rate` Hz."""
+    if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if name != "basicmotions" and not data_dir:
         raise ValueError(f"dataset {name!r} needs a data_dir holding its published files")
-    return loaders[name](data_dir)
+    if name == "generic" and not sample_rate:
+        raise ValueError("a generic dataset needs its sample rate (data.generic_sample_rate)")
+    return _loaders(sample_rate)[name](data_dir)
