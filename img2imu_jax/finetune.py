@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from img2imu_jax.checkpoint import restore_encoder
+from img2imu_jax.checkpoint import abstract_like, restore_encoder
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import Windows, make_windows
@@ -215,9 +215,7 @@ def _encoder(config, checkpoints: str | None) -> nnx.Module:
     encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
     if checkpoints:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-                                nnx.state(encoder))
-        nnx.update(encoder, restore_encoder(checkpoints, abstract))
+        nnx.update(encoder, restore_encoder(checkpoints, abstract_like(nnx.state(encoder), one)))
     return encoder
 
 

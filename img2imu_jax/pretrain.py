@@ -23,7 +23,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from img2imu_jax import losses, optim
 from img2imu_jax.augment import make_augment
-from img2imu_jax.checkpoint import Checkpointer
+from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.models import build_model
@@ -90,7 +89,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
                                keep=config.keep_checkpoints)
     data_state = None
-    restored = checkpoints.restore(_abstract(state))
+    restored = checkpoints.restore(abstract_like(state, replicated))
     if restored is not None:
         step, state, saved_data = restored
         data_state = {name: values[jax.process_index()] for name, values in saved_data.items()}
@@ -251,12 +250,6 @@ def shard_step(step_fn, mesh: jax.sharding.Mesh):
                       in_specs=(PartitionSpec(), PartitionSpec(DATA_AXIS)),
                       out_specs=(PartitionSpec(), PartitionSpec()), check_vma=False),
         donate_argnums=0,
-    )
-
-
-def _abstract(state: Any) -> Any:
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
     )
 
 

@@ -17,7 +17,7 @@ from flax import nnx
 
 from img2imu_jax import cli, optim
 from img2imu_jax.augment import make_augment
-from img2imu_jax.checkpoint import Checkpointer
+from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.config import load_config
 from img2imu_jax.parallel import data_mesh
 from img2imu_jax.pretrain import build, initial_state, per_device_step, shard_step
@@ -122,8 +122,7 @@ def final_state(workdir: Path):
 
     tree = ocp.PyTreeCheckpointHandler().metadata(step_dirs[-1] / "state").tree
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), tree)
-    step, state, data = checkpoints.restore(abstract)
+    step, state, data = checkpoints.restore(abstract_like(tree, one))
     checkpoints.close()
     return step, jax.device_get(state), data
 
@@ -200,8 +199,7 @@ def test_the_fine_tune_loop_can_restore_just_the_encoder(uninterrupted):
     config = load_config(CONFIGS / "demo.py", SMALL)
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     encoder = nnx.eval_shape(lambda: build(config)).encoder
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-                            nnx.state(encoder))
+    abstract = abstract_like(nnx.state(encoder), one)
     restored = by_name(restore_encoder(workdir / "checkpoints", abstract))
     expected = by_name(final_state(workdir)[1]["model"]["encoder"])
     assert restored.keys() == expected.keys() and len(expected) > 40

@@ -17,7 +17,6 @@ subject-wise folds reduce to case-wise folds (cases of one student may land on b
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from pathlib import Path
 
