@@ -111,15 +111,43 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.set_defaults(handler=_pretrain)
 
     finetune = commands.add_parser(
-        "finetune", help="the paper's downstream protocol (linear evaluation) on an IMU dataset",
-        description="Linear evaluation with subject-wise folds and n-shot training sets, of "
-        "the encoder in --config.pretrained (a pre-training checkpoints/ directory) and of a "
-        "random one; writes results.json, results.md and f1_vs_shots.png into --workdir.",
+        "finetune", help="the paper's downstream protocol (linear eval, full fine-tune)",
+        description="The paper's few-shot protocol with subject-wise folds: linear evaluation "
+        "and/or full fine-tuning (--config.modes), of the encoder in --config.pretrained (a "
+        "pre-training checkpoints/ directory) and of a random one. Writes results.json, "
+        "results.md, f1_vs_shots.png and models/<encoder>-<mode>/ into --workdir.",
     )
     finetune.add_argument("--config", required=True, metavar="CONFIG.py",
                           help="e.g. configs/finetune_basicmotions.py")
     finetune.add_argument("--workdir", required=True, metavar="DIR")
     finetune.set_defaults(handler=_finetune)
+
+    predict = commands.add_parser(
+        "predict", help="classify every window of a raw accelerometer CSV",
+        description="Cut a recording (CSV of x, y, z columns, optional header) into the "
+        "windows a saved classifier was trained on and print start_s,end_s,label,probability "
+        "per window.",
+    )
+    predict.add_argument("input", metavar="INPUT.csv")
+    predict.add_argument("--checkpoint", required=True, metavar="DIR",
+                         help="a saved classifier: FINETUNE_WORKDIR/models/<encoder>-<mode>")
+    predict.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
+                         help="of INPUT.csv (default: the training dataset's rate)")
+    predict.add_argument("-o", "--output", default=None, metavar="OUT.csv",
+                         help="write the predictions here instead of printing them")
+    predict.set_defaults(handler=_predict)
+
+    table = commands.add_parser(
+        "table", help="combine finetune results of several datasets into the paper's Table II",
+        description="Rows: encoders; columns: datasets (and their average); macro-F1 at "
+        "--shots per class. Writes table_ii.md and table_ii.json into --out.",
+    )
+    table.add_argument("results", nargs="+", metavar="RESULTS",
+                       help="finetune workdirs or their results.json files")
+    table.add_argument("--out", required=True, metavar="DIR")
+    table.add_argument("--shots", type=int, default=10)
+    table.add_argument("--mode", choices=("linear", "finetune"), default="linear")
+    table.set_defaults(handler=_table)
 
     demo_parser = commands.add_parser(
         "demo", help="run the main job on the embedded default",
@@ -181,6 +209,29 @@ def _finetune(args: argparse.Namespace) -> None:
     print(open(os.path.join(args.workdir, "results.md")).read(), end="")
     print(f"wrote {args.workdir}/results.json, results.md, f1_vs_shots.png "
           f"({record['windows']} windows of {record['dataset']})")
+    for name, path in record["models"].items():
+        print(f"saved classifier ({name}): {path}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from img2imu_jax.predict import predict_csv, summary, write_csv
+
+    predictions, meta = predict_csv(args.checkpoint, args.input, sample_rate=args.sample_rate)
+    text = write_csv(predictions, args.output)
+    if args.output is None:
+        print(text, end="")
+    else:
+        print(f"wrote {args.output}")
+    print(f"{summary(predictions)} ({meta['dataset']} classifier, {meta['encoder']}, "
+          f"{meta['mode']})", file=sys.stderr)
+
+
+def _table(args: argparse.Namespace) -> None:
+    from img2imu_jax.reports import table_ii_markdown, write_table_ii
+
+    table = write_table_ii(args.results, args.out, shots=args.shots, mode=args.mode)
+    print(table_ii_markdown(table), end="")
+    print(f"wrote {args.out}/table_ii.md, table_ii.json")
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ with `--config.key=value` overrides, and the checks that run before anything com
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 import os
@@ -70,6 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 def finetune_base_config() -> ml_collections.ConfigDict:
     """Defaults of the downstream protocol (paper v2 §IV-A); recipes name the dataset."""
+    from img2imu_jax.finetune import FullFinetune
+
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.pretrained = ""  # a pre-training checkpoints/ directory; '' = random init only
@@ -86,7 +89,11 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     # noverlap = nfft - gap for every gap.
     config.grid_nfft = (32, 64, 128, 256)
     config.grid_gaps = (2, 4, 8, 16)
-    config.epochs = 50
+    config.epochs = 50  # of the linear head
+    # 'linear' (frozen encoder, v2) and/or 'finetune' (v1's two phases, settings below).
+    config.modes = ("linear",)
+    config.finetune = ml_collections.ConfigDict(dataclasses.asdict(FullFinetune()))
+    config.save_models = True  # per encoder and mode: the best-validation fold's classifier
     config.model = ml_collections.ConfigDict()
     config.model.depth = 18
     config.model.width = 64
@@ -181,6 +188,13 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
     """Checks a downstream config before any data is read."""
     from img2imu_jax.imu.registry import DATASETS
 
+    from img2imu_jax.finetune import MODES
+
+    if not config.modes or not set(config.modes) <= set(MODES):
+        raise ValueError(f"invalid config: modes must be among {MODES}; got {config.modes}")
+    if config.finetune.epochs < 1 or config.finetune.head_epochs < 1 \
+            or config.finetune.batch_size < 1:
+        raise ValueError("invalid config: finetune epochs, head_epochs, batch_size must be >= 1")
     if config.data.dataset not in DATASETS:
         raise ValueError(f"invalid config: data.dataset must be one of {DATASETS}")
     if not config.shots or min(config.shots) < 1:

@@ -1,30 +1,36 @@
-"""Downstream evaluation: frozen-encoder features of IMU windows and the paper's linear head.
+"""Downstream: the paper's few-shot protocol — linear evaluation and full fine-tuning.
 
 Linear evaluation never changes the encoder, so the features of every window are computed
 once per (dataset, spectrogram setting) — spectrogram, ImageNet normalisation and encoder in
 one jitted function, in large batches on the device — and heads are then trained on those
-features alone, which costs next to nothing per fold and shot count.
+features alone, which costs next to nothing per fold and shot count. The full fine-tune
+trains the whole network from raw windows (spectrogram inside the compiled step), starting
+from the head phase 1 trains on those same features.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
 from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
+from img2imu_jax import reports
 from img2imu_jax.checkpoint import abstract_like, restore_encoder
+from img2imu_jax.classifier import (Classifier, class_probabilities, encode, in_batches,
+                                    save_classifier)
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
-from img2imu_jax.imu.windows import Windows, make_windows
+from img2imu_jax.imu.windows import WINDOW_OVERLAP, Windows, make_windows
 from img2imu_jax.models.resnet import ResNet
-from img2imu_jax.spectrogram import normalize_imagenet, spectrogram_image
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,8 @@ SPECTROGRAM_GRID = tuple((nfft, nfft - d) for nfft in (32, 64, 128, 256) for d i
 # from 1e-8 to 1e-5 over 10 epochs, then cosine to 1e-6.
 LINEAR_EPOCHS, LINEAR_BATCH, LINEAR_WARMUP_EPOCHS = 50, 4, 10
 LINEAR_LR, LINEAR_LR_START, LINEAR_LR_END = 1e-5, 1e-8, 1e-6
+
+MODES = ("linear", "finetune")
 
 
 def extract_features(
@@ -51,20 +59,9 @@ def extract_features(
     The encoder runs in eval mode (BatchNorm uses its running statistics), so a window's
     features do not depend on which batch it is in.
     """
-    encoder.eval()
-    graphdef, state = nnx.split(encoder)
-
-    @jax.jit
-    def features(state: nnx.State, batch: jax.Array) -> jax.Array:
-        images = spectrogram_image(batch, sample_rate=sample_rate, nfft=nfft, noverlap=noverlap)
-        return nnx.merge(graphdef, state)(normalize_imagenet(images)).astype(jnp.float32)
-
-    chunks = []
-    for start in range(0, len(windows), batch_size):
-        batch = windows[start:start + batch_size]
-        padded = np.pad(batch, ((0, batch_size - len(batch)), (0, 0), (0, 0)))  # one shape
-        chunks.append(np.asarray(features(state, padded))[: len(batch)])
-    return np.concatenate(chunks)
+    settings = dict(sample_rate=sample_rate, nfft=nfft, noverlap=noverlap)
+    return in_batches(encoder, lambda module, x: encode(module, x, **settings), windows,
+                      batch_size=batch_size)
 
 
 def linear_schedule(steps_per_epoch: int) -> optax.Schedule:
@@ -87,19 +84,19 @@ def train_linear_head(
     epochs: int = LINEAR_EPOCHS,
     batch_size: int = LINEAR_BATCH,
     schedule: optax.Schedule | None = None,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
 ) -> tuple[jax.Array, jax.Array]:
-    """A softmax linear head `(kernel, bias)` trained with Adam on fixed features.
+    """A softmax linear head `(kernel, bias)` trained on fixed features with Adam (the paper's
+    linear evaluation) or SGD with momentum (phase 1 of its full fine-tune).
 
     The run is one jitted `lax.scan` over epochs and shuffled minibatches; the learning rates
     go in as an array, so every fold, shot count and setting with the same shapes reuses one
     compiled program.
     """
-    n = len(features)
-    batch_size = min(batch_size, n)
-    steps = n // batch_size
-    schedule = schedule or linear_schedule(steps)
-    rates = jax.vmap(schedule)(jnp.arange(epochs * steps)).astype(jnp.float32)
-    rates = rates.reshape(epochs, steps)
+    batch_size = min(batch_size, len(features))
+    steps = len(features) // batch_size
+    rates = _rates(schedule or linear_schedule(steps), epochs, steps)
     init_key, shuffle_key = jax.random.split(jax.random.key(seed))
     bound = 1.0 / np.sqrt(features.shape[1])  # torch.nn.Linear's default initialisation
     params = (
@@ -107,34 +104,101 @@ def train_linear_head(
         jnp.zeros((n_classes,)),
     )
     return _fit_head(params, jnp.asarray(features, jnp.float32), jnp.asarray(labels), rates,
-                     jax.random.split(shuffle_key, epochs), batch_size)
+                     jax.random.split(shuffle_key, epochs), batch_size, optimizer, momentum)
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size",))
-def _fit_head(params, x, y, rates, epoch_keys, batch_size: int):
-    adam = optax.scale_by_adam()
+def train_network(
+    classifier: Classifier,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int = 16,
+    momentum: float = 0.9,
+) -> Classifier:
+    """Phase 2 of the paper's (v1) full fine-tune: the whole network, SGD with momentum, in
+    train mode (BatchNorm on batch statistics, updating its running ones), in place.
+
+    Spectrograms are computed inside the step from the raw windows, so the compiled program is
+    the full path the classifier runs at inference.
+    """
+    batch_size = min(batch_size, len(windows))
+    steps = len(windows) // batch_size
+    rates = _rates(optax.constant_schedule(learning_rate), epochs, steps)
+    classifier.train()
+    graphdef, params, rest = nnx.split(classifier, nnx.Param, ...)
+    params, rest = _fit_network(graphdef, params, rest, jnp.asarray(windows, jnp.float32),
+                                jnp.asarray(labels), rates,
+                                jax.random.split(jax.random.key(seed), epochs), batch_size,
+                                momentum)
+    nnx.update(classifier, params, rest)
+    classifier.eval()
+    return classifier
+
+
+def _rates(schedule: optax.Schedule, epochs: int, steps: int) -> jax.Array:
+    rates = jax.vmap(schedule)(jnp.arange(epochs * steps)).astype(jnp.float32)
+    return rates.reshape(epochs, steps)
+
+
+def _minibatch_epochs(step, carry, n: int, rates: jax.Array, epoch_keys: jax.Array,
+                      batch_size: int):
+    """`carry = step(carry, indices, rate)` over every epoch's shuffled minibatches (the
+    remainder of each shuffle is left out, a different one each epoch)."""
+    def epoch(carry, inputs):
+        epoch_rates, key = inputs
+        steps = epoch_rates.shape[0]
+        order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+        return jax.lax.scan(lambda c, b: (step(c, *b), None), carry, (order, epoch_rates))[0], None
+
+    return jax.lax.scan(epoch, carry, (rates, epoch_keys))[0]
+
+
+def _direction(optimizer: str, momentum: float) -> optax.GradientTransformation:
+    if optimizer == "adam":
+        return optax.scale_by_adam()
+    if optimizer == "sgd":
+        return optax.trace(decay=momentum)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "optimizer", "momentum"))
+def _fit_head(params, x, y, rates, epoch_keys, batch_size: int, optimizer: str, momentum: float):
+    transform = _direction(optimizer, momentum)
 
     def loss_fn(params, xb, yb):
         logits = xb @ params[0] + params[1]
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-    def epoch(carry, inputs):
-        epoch_rates, epoch_key = inputs
+    def step(carry, idx, rate):
+        params, opt_state = carry
+        grads = jax.grad(loss_fn)(params, x[idx], y[idx])
+        direction, opt_state = transform.update(grads, opt_state, params)
+        return jax.tree.map(lambda p, d: p - rate * d, params, direction), opt_state
 
-        def step(carry, batch):
-            params, opt_state = carry
-            idx, rate = batch
-            grads = jax.grad(loss_fn)(params, x[idx], y[idx])
-            direction, opt_state = adam.update(grads, opt_state, params)
-            params = jax.tree.map(lambda p, d: p - rate * d, params, direction)
-            return (params, opt_state), None
+    carry = (params, transform.init(params))
+    return _minibatch_epochs(step, carry, x.shape[0], rates, epoch_keys, batch_size)[0]
 
-        steps = epoch_rates.shape[0]
-        order = jax.random.permutation(epoch_key, x.shape[0])[: steps * batch_size]
-        return jax.lax.scan(step, carry, (order.reshape(steps, batch_size), epoch_rates))[0], None
 
-    carry = (params, adam.init(params))
-    return jax.lax.scan(epoch, carry, (rates, epoch_keys))[0][0]
+@functools.partial(jax.jit, static_argnames=("graphdef", "batch_size"))
+def _fit_network(graphdef, params, rest, x, y, rates, epoch_keys, batch_size: int, momentum):
+    transform = optax.trace(decay=momentum)
+
+    def loss_fn(params, rest, xb, yb):
+        model = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, rest))  # this trace's
+        loss = optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
+        return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+    def step(carry, idx, rate):
+        params, rest, opt_state = carry
+        grads, rest = jax.grad(loss_fn, has_aux=True)(params, rest, x[idx], y[idx])
+        direction, opt_state = transform.update(grads, opt_state, params)
+        return jax.tree.map(lambda p, d: p - rate * d, params, direction), rest, opt_state
+
+    carry = (params, rest, transform.init(params))
+    return _minibatch_epochs(step, carry, x.shape[0], rates, epoch_keys, batch_size)[:2]
 
 
 def predict(head: tuple[jax.Array, jax.Array], features: np.ndarray) -> np.ndarray:
@@ -142,29 +206,88 @@ def predict(head: tuple[jax.Array, jax.Array], features: np.ndarray) -> np.ndarr
     return np.asarray(jnp.argmax(jnp.asarray(features) @ kernel + bias, axis=-1))
 
 
-def linear_evaluation(
-    encoder: nnx.Module,
+@dataclasses.dataclass(frozen=True)
+class FullFinetune:
+    """The paper's (v1 §IV) end-to-end fine-tune, SGD with batch 16 in both phases: phase 1
+    trains only the head on frozen features (lr 0.6, ×0.1 at epoch 40, 50 epochs); phase 2
+    trains the whole network (lr 1e-4, 100 epochs). The momentum is not stated; 0.9 here."""
+
+    head_epochs: int = 50
+    head_lr: float = 0.6
+    head_decay_epoch: int = 40
+    head_decay: float = 0.1
+    epochs: int = 100
+    lr: float = 1e-4
+    batch_size: int = 16
+    momentum: float = 0.9
+
+
+def full_finetune(
+    encoder: ResNet,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    sample_rate: float,
+    setting: tuple[int, int],
+    seed: int,
+    settings: FullFinetune = FullFinetune(),
+    features: np.ndarray | None = None,
+) -> Classifier:
+    """A new classifier from a copy of `encoder` trained in the paper's two phases; `encoder`
+    itself is left as it was. `features` (of `windows`, frozen) spare recomputing them."""
+    nfft, noverlap = setting
+    if features is None:
+        features = extract_features(encoder, windows, sample_rate=sample_rate, nfft=nfft,
+                                    noverlap=noverlap)
+    steps = len(windows) // min(settings.batch_size, len(windows))
+    schedule = optax.piecewise_constant_schedule(
+        settings.head_lr, {settings.head_decay_epoch * steps: settings.head_decay})
+    kernel, bias = train_linear_head(features, labels, n_classes, seed=seed,
+                                     epochs=settings.head_epochs, batch_size=settings.batch_size,
+                                     schedule=schedule, optimizer="sgd",
+                                     momentum=settings.momentum)
+    classifier = _classifier(nnx.clone(encoder), (kernel, bias), sample_rate, setting, seed)
+    return train_network(classifier, windows, labels, seed=seed, epochs=settings.epochs,
+                         learning_rate=settings.lr, batch_size=settings.batch_size,
+                         momentum=settings.momentum)
+
+
+def evaluate(
+    encoder: ResNet,
     windows: Windows,
     *,
+    modes: tuple[str, ...] = ("linear",),
     shots: tuple[int, ...] = SHOTS,
     folds: int = 5,
     grid: tuple[tuple[int, int], ...] = SPECTROGRAM_GRID,
     seed: int = 0,
     epochs: int = LINEAR_EPOCHS,
-) -> dict:
-    """The paper's linear evaluation: per fold and shot count, the spectrogram setting with the
-    best validation macro-F1, then that head's test macro-F1; mean ± std over folds.
+    full: FullFinetune = FullFinetune(),
+) -> tuple[dict, dict]:
+    """The paper's protocol for one encoder: per fold and shot count, the spectrogram setting
+    whose linear head scores best on the validation subjects, then each mode's test macro-F1.
 
-    Returns `{n: {"f1": [per fold], "mean", "std", "settings": [(nfft, noverlap) per fold]}}`.
+    Modes: `linear` (frozen encoder, the head selected above) and `finetune` (the two-phase
+    full fine-tune, at the setting linear evaluation selected: searching the grid with full
+    fine-tunes would cost 16× more). Returns `(results, models)`: `results[mode][n]` holds
+    `f1` (per fold), `mean`, `std`, `settings`, and `confusion` (test counts summed over folds,
+    true class by row); `models[mode]` the classifier at the largest n from the fold with the
+    best validation macro-F1, with where it came from.
     """
+    unknown = set(modes) - set(MODES)
+    if unknown or not modes:
+        raise ValueError(f"modes must be among {MODES}; got {modes}")
     features = {
         setting: extract_features(encoder, windows.samples, sample_rate=windows.sample_rate,
                                   nfft=setting[0], noverlap=setting[1])
         for setting in grid
     }
     labels, n_classes = windows.labels, len(windows.classes)
-    scores: dict[int, list[float]] = {n: [] for n in shots}
-    settings: dict[int, list[tuple[int, int]]] = {n: [] for n in shots}
+    results = {mode: {n: {"f1": [], "validation_f1": [], "settings": [],
+                          "confusion": np.zeros((n_classes, n_classes), np.int64)}
+                      for n in shots} for mode in modes}
+    models: dict[str, dict] = {}
     for fold in subject_folds(windows, folds=folds, seed=seed):
         for n in shots:
             train = few_shot(windows, fold.train, n, seed=seed + fold.index, fold=fold.index)
@@ -172,19 +295,65 @@ def linear_evaluation(
             for setting in grid:
                 head = train_linear_head(features[setting][train], labels[train], n_classes,
                                          seed=seed, epochs=epochs)
-                valid = fold.validation
-                score = macro_f1(labels[valid], predict(head, features[setting][valid]))
+                score = macro_f1(labels[fold.validation],
+                                 predict(head, features[setting][fold.validation]))
                 candidates.append((score, setting, head))
             _, setting, head = max(candidates, key=lambda c: c[0])
-            scores[n].append(macro_f1(labels[fold.test], predict(head, features[setting][fold.test])))
-            settings[n].append(setting)
-    return {n: {"f1": scores[n], "mean": float(np.mean(scores[n])),
-                "std": float(np.std(scores[n])), "settings": settings[n]} for n in shots}
+            for mode in modes:
+                if mode == "linear":
+                    build = functools.partial(_classifier, encoder, head, windows.sample_rate,
+                                              setting, seed)
+                    classify = functools.partial(_predict_features, head, features[setting])
+                else:
+                    log.info("full fine-tune: fold %d, %d-shot, nfft %d, noverlap %d",
+                             fold.index, n, *setting)
+                    classifier = full_finetune(
+                        encoder, windows.samples[train], labels[train], n_classes,
+                        sample_rate=windows.sample_rate, setting=setting, seed=seed + fold.index,
+                        settings=full, features=features[setting][train])
+                    build = functools.partial(lambda model: model, classifier)
+                    classify = functools.partial(_predict_windows, classifier, windows.samples)
+                valid_f1 = macro_f1(labels[fold.validation], classify(fold.validation))
+                predicted = classify(fold.test)
+                summary = results[mode][n]
+                summary["f1"].append(macro_f1(labels[fold.test], predicted))
+                summary["validation_f1"].append(valid_f1)
+                summary["settings"].append(setting)
+                np.add.at(summary["confusion"], (labels[fold.test], predicted), 1)
+                best = models.get(mode)
+                if n == max(shots) and (best is None or valid_f1 > best["validation_f1"]):
+                    models[mode] = {"classifier": build(), "fold": fold.index, "shots": n,
+                                    "validation_f1": valid_f1, "test_f1": summary["f1"][-1]}
+    for by_n in results.values():
+        for summary in by_n.values():
+            summary.update(mean=float(np.mean(summary["f1"])), std=float(np.std(summary["f1"])),
+                           confusion=summary["confusion"].tolist())
+    return results, models
 
 
-def run(config, workdir: str | os.PathLike) -> dict:
-    """`img2imu finetune`: linear evaluation of the pre-trained encoder (when given) and of a
-    randomly initialised one, written as results.json, results.md and f1_vs_shots.png."""
+def _classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], sample_rate: float,
+                setting: tuple[int, int], seed: int) -> Classifier:
+    classifier = Classifier(encoder, head[0].shape[1], sample_rate=sample_rate, nfft=setting[0],
+                            noverlap=setting[1], rngs=nnx.Rngs(seed))
+    classifier.head.kernel.value, classifier.head.bias.value = head
+    return classifier
+
+
+def _predict_features(head, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return predict(head, features[indices])
+
+
+def _predict_windows(classifier: Classifier, samples: np.ndarray,
+                     indices: np.ndarray) -> np.ndarray:
+    return class_probabilities(classifier, samples[indices]).argmax(axis=-1)
+
+
+def run(config, workdir: str | os.PathLike,
+        encoders: dict[str, ResNet] | None = None) -> dict:
+    """`img2imu finetune`: the protocol for each encoder — by default the pre-trained one (when
+    `config.pretrained` names a checkpoint directory) and a randomly initialised one — written
+    as results.json, results.md, f1_vs_shots.png and, with `config.save_models`, one saved
+    classifier per encoder and mode under `models/`."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.data.dataset, config.data.data_dir or None,
@@ -192,26 +361,43 @@ def run(config, workdir: str | os.PathLike) -> dict:
     windows = make_windows(dataset, seconds=config.data.seconds,
                            sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
     grid = tuple((nfft, nfft - gap) for nfft in config.grid_nfft for gap in config.grid_gaps)
-    encoders = {"random init": _encoder(config, None)}
-    if config.pretrained:
-        encoders = {"pre-trained": _encoder(config, config.pretrained), **encoders}
-    results = {}
+    if encoders is None:
+        encoders = {"random init": _encoder(config, None)}
+        if config.pretrained:
+            encoders = {"pre-trained": _encoder(config, config.pretrained), **encoders}
+    results: dict[str, dict] = {mode: {} for mode in config.modes}
+    saved = {}
     for name, encoder in encoders.items():
-        log.info("linear evaluation of the %s encoder on %s (%d windows)", name, dataset.name,
-                 len(windows))
-        results[name] = linear_evaluation(encoder, windows, shots=tuple(config.shots),
-                                          folds=config.folds, grid=grid, seed=config.seed,
-                                          epochs=config.epochs)
-    record = {"dataset": dataset.name, "windows": len(windows), "classes": dataset.classes,
+        log.info("%s of the %s encoder on %s (%d windows, %d subjects)",
+                 " and ".join(config.modes), name, dataset.name, len(windows),
+                 len(dataset.subjects))
+        by_mode, models = evaluate(encoder, windows, modes=tuple(config.modes),
+                                   shots=tuple(config.shots), folds=config.folds, grid=grid,
+                                   seed=config.seed, epochs=config.epochs,
+                                   full=FullFinetune(**config.finetune))
+        for mode, by_n in by_mode.items():
+            results[mode][name] = by_n
+        for mode, model in models.items() if config.save_models else ():
+            origin = {key: value for key, value in model.items() if key != "classifier"}
+            path = save_classifier(
+                workdir / "models" / f"{_slug(name)}-{mode}", model["classifier"],
+                {"dataset": dataset.name, "classes": list(dataset.classes), "encoder": name,
+                 "mode": mode, "seconds": config.data.seconds, "overlap": WINDOW_OVERLAP,
+                 "source_sample_rate": dataset.recordings[0].sample_rate, **origin})
+            saved[f"{name} / {mode}"] = str(path)
+    record = {"dataset": dataset.name, "windows": len(windows), "classes": list(dataset.classes),
               "skipped_source_lines": dataset.skipped, "pretrained": config.pretrained,
-              "results": {name: {str(n): r for n, r in res.items()} for name, res in results.items()}}
+              "results": {mode: {name: {str(n): r for n, r in by_n.items()}
+                                 for name, by_n in by_name.items()}
+                          for mode, by_name in results.items()},
+              "models": saved}
     (workdir / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    (workdir / "results.md").write_text(_markdown(dataset.name, results))
-    _plot(dataset.name, results, workdir / "f1_vs_shots.png")
+    (workdir / "results.md").write_text(reports.results_markdown(record))
+    reports.plot_f1_vs_shots(record, workdir / "f1_vs_shots.png")
     return record
 
 
-def _encoder(config, checkpoints: str | None) -> nnx.Module:
+def _encoder(config, checkpoints: str | None) -> ResNet:
     encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
     if checkpoints:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -219,32 +405,5 @@ def _encoder(config, checkpoints: str | None) -> nnx.Module:
     return encoder
 
 
-def _markdown(dataset: str, results: dict) -> str:
-    shots = list(next(iter(results.values())))
-    lines = [f"Macro-F1 (%) on {dataset}, linear evaluation, mean ± std over folds", "",
-             "| encoder | " + " | ".join(f"{n}-shot" for n in shots) + " |",
-             "|---|" + "---:|" * len(shots)]
-    for name, res in results.items():
-        cells = [f"{100 * res[n]['mean']:.1f} ± {100 * res[n]['std']:.1f}" for n in shots]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _plot(dataset: str, results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 3.5))
-    for name, res in results.items():
-        shots = list(res)
-        means = np.array([res[n]["mean"] for n in shots]) * 100
-        stds = np.array([res[n]["std"] for n in shots]) * 100
-        axes.errorbar(shots, means, yerr=stds, marker="o", capsize=3, label=name)
-    axes.set(xscale="log", xlabel="labelled windows per class", ylabel="macro-F1 (%)",
-             title=dataset)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")

@@ -1,6 +1,7 @@
 """Linear evaluation: frozen features in one jitted pass, the paper's head schedule, a head
 that separates separable features."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -67,19 +68,104 @@ def tones(subjects=6, per_subject=8, seed=0):
                    50.0)
 
 
-def test_linear_evaluation_runs_the_protocol(encoder):
-    from img2imu_jax.finetune import linear_evaluation
+def test_the_protocol_scores_every_fold_and_keeps_the_best_model(encoder):
+    from img2imu_jax.finetune import FullFinetune, evaluate
+    from img2imu_jax.imu.protocol import subject_folds
 
     windows = tones()
     grid = ((32, 28), (64, 60))
-    result = linear_evaluation(encoder, windows, shots=(1, 4), folds=3, grid=grid, epochs=3)
-    assert set(result) == {1, 4}
-    for summary in result.values():
-        assert len(summary["f1"]) == 3 and all(0.0 <= f <= 1.0 for f in summary["f1"])
-        assert summary["mean"] == pytest.approx(np.mean(summary["f1"]))
-        assert all(tuple(s) in grid for s in summary["settings"])
-    again = linear_evaluation(encoder, windows, shots=(1, 4), folds=3, grid=grid, epochs=3)
-    assert again == result
+    full = FullFinetune(head_epochs=2, epochs=2, batch_size=4)
+    result, models = evaluate(encoder, windows, modes=("linear", "finetune"), shots=(1, 4),
+                              folds=3, grid=grid, epochs=3, full=full)
+    tested = sum(len(fold.test) for fold in subject_folds(windows, folds=3))
+    for mode in ("linear", "finetune"):
+        assert set(result[mode]) == {1, 4}
+        for summary in result[mode].values():
+            assert len(summary["f1"]) == 3 and all(0.0 <= f <= 1.0 for f in summary["f1"])
+            assert summary["mean"] == pytest.approx(np.mean(summary["f1"]))
+            assert all(tuple(s) in grid for s in summary["settings"])
+            assert np.sum(summary["confusion"]) == tested  # every test window once per n
+        best = models[mode]
+        assert best["shots"] == 4
+        assert best["validation_f1"] == max(result[mode][4]["validation_f1"])
+        assert best["test_f1"] == result[mode][4]["f1"][best["fold"]]
+    # linear heads select the setting; the full fine-tune uses the same one
+    assert result["finetune"][4]["settings"] == result["linear"][4]["settings"]
+    again, _ = evaluate(encoder, windows, modes=("linear",), shots=(1, 4), folds=3, grid=grid,
+                        epochs=3)
+    assert again["linear"] == result["linear"]
+    with pytest.raises(ValueError, match="modes must be among"):
+        evaluate(encoder, windows, modes=("probe",))
+
+
+def test_sgd_head_follows_momentum_sgd_on_the_softmax_gradient():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(8, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, 8)
+    rate, momentum = 0.3, 0.9
+    head = train_linear_head(features, labels, 3, seed=0, epochs=2, batch_size=8,
+                             schedule=optax.constant_schedule(rate), optimizer="sgd",
+                             momentum=momentum)
+    initial = train_linear_head(features, labels, 3, seed=0, epochs=1, batch_size=8,
+                                schedule=optax.constant_schedule(0.0), optimizer="sgd")
+    kernel, bias = (np.asarray(p, np.float64) for p in initial)
+    onehot = np.eye(3)[labels]
+    velocity = [np.zeros_like(kernel), np.zeros_like(bias)]
+    for _ in range(2):  # full batch: the shuffle does not matter
+        logits = features @ kernel + bias
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        delta = (probs - onehot) / len(labels)
+        velocity = [momentum * velocity[0] + features.T @ delta,
+                    momentum * velocity[1] + delta.sum(0)]
+        kernel, bias = kernel - rate * velocity[0], bias - rate * velocity[1]
+    np.testing.assert_allclose(head[0], kernel, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(head[1], bias, rtol=1e-4, atol=1e-6)
+
+
+def test_full_network_step_is_one_sgd_step_of_the_whole_classifier(encoder):
+    from img2imu_jax.classifier import Classifier
+    from img2imu_jax.finetune import train_network
+
+    windows = tones(subjects=2, per_subject=4)
+    settings = dict(sample_rate=50.0, nfft=32, noverlap=28)
+    model = Classifier(nnx.clone(encoder), 2, rngs=nnx.Rngs(1), **settings)
+    reference = nnx.clone(model)
+    reference.train()
+
+    def loss_fn(module):
+        logits = module(jnp.asarray(windows.samples))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, windows.labels).mean()
+
+    grads = nnx.grad(loss_fn)(reference)  # updates reference's BatchNorm statistics too
+    expected = jax.tree.map(lambda p, g: p - 0.05 * g, nnx.state(reference, nnx.Param),
+                            nnx.state(grads))
+    train_network(model, windows.samples, windows.labels, seed=0, epochs=1,
+                  learning_rate=0.05, batch_size=len(windows))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 nnx.state(model, nnx.Param), expected)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 nnx.state(model, nnx.BatchStat), nnx.state(reference, nnx.BatchStat))
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                           nnx.state(model.encoder, nnx.Param), nnx.state(encoder, nnx.Param))
+    assert all(jax.tree.leaves(changed))  # the whole network trains; the original is intact
+
+
+def test_a_saved_classifier_loads_to_the_same_function(encoder, tmp_path):
+    from img2imu_jax.classifier import (Classifier, class_probabilities, load_classifier,
+                                        save_classifier)
+
+    windows = tones(subjects=1, per_subject=6).samples
+    model = Classifier(encoder, 3, sample_rate=50.0, nfft=64, noverlap=56, rngs=nnx.Rngs(3))
+    expected = class_probabilities(model, windows)
+    save_classifier(tmp_path / "clf", model, {"classes": ["a", "b", "c"]})
+    save_classifier(tmp_path / "clf", model, {"classes": ["a", "b", "c"]})  # replaces
+    loaded, meta = load_classifier(tmp_path / "clf")
+    assert (meta["nfft"], meta["noverlap"], meta["width"], meta["classes"]) == (64, 56, 8,
+                                                                              ["a", "b", "c"])
+    np.testing.assert_allclose(class_probabilities(loaded, windows), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="not a saved classifier"):
+        load_classifier(tmp_path)
 
 
 FAST = ["--config.model.width=8", "--config.grid_nfft=(64,)", "--config.grid_gaps=(8,)",
@@ -113,8 +199,9 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
             str(workdir), f"--config.pretrained={tmp_path / 'pre' / 'checkpoints'}", *FAST]
     assert cli.main(argv) == 0
     record = json.loads((workdir / "results.json").read_text())
-    assert set(record["results"]) == {"pre-trained", "random init"}
-    assert len(record["results"]["pre-trained"]["2"]["f1"]) == 3
+    assert set(record["results"]["linear"]) == {"pre-trained", "random init"}
+    assert len(record["results"]["linear"]["pre-trained"]["2"]["f1"]) == 3
+    assert set(record["models"]) == {"pre-trained / linear", "random init / linear"}
     table = (workdir / "results.md").read_text()
     assert "| pre-trained |" in table and "| random init |" in table and "2-shot" in table
     assert (workdir / "f1_vs_shots.png").stat().st_size > 1000
@@ -129,10 +216,11 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
     assert "no model/encoder" in capsys.readouterr().err
 
 
-def test_finetune_on_your_own_csv(tmp_path):
+def test_finetune_your_own_csv_then_predict_with_the_saved_model(tmp_path, capsys):
     from pathlib import Path
 
     from img2imu_jax import cli
+    from img2imu_jax.imu.windows import cut_stream
 
     rng = np.random.default_rng(0)
     t = np.arange(300) / 50.0
@@ -144,9 +232,50 @@ def test_finetune_on_your_own_csv(tmp_path):
     data = tmp_path / "mine.csv"
     data.write_text("\n".join(rows) + "\n")
     configs = Path(__file__).resolve().parents[1] / "configs"
+    workdir = tmp_path / "ft"
     argv = ["finetune", "--config", str(configs / "finetune_basicmotions.py"), "--workdir",
-            str(tmp_path / "ft"), "--config.data.dataset=generic", f"--config.data.data_dir={data}",
-            "--config.data.seconds=2.0", *FAST]
+            str(workdir), "--config.data.dataset=generic", f"--config.data.data_dir={data}",
+            "--config.data.seconds=2.0", "--config.modes=('linear','finetune')",
+            "--config.finetune.epochs=1", "--config.finetune.head_epochs=1", *FAST,
+            "--config.shots=(2,)"]  # one shape: one compile of the fine-tune step
     assert cli.main(argv) == 1  # the sample rate is not in the file
     assert cli.main(argv + ["--config.data.generic_sample_rate=50.0"]) == 0
-    assert "mine" in (tmp_path / "ft" / "results.md").read_text()
+    results = (workdir / "results.md").read_text()
+    assert "mine" in results and "full fine-tune" in results and "linear evaluation" in results
+    model = workdir / "models" / "random_init-finetune"
+    assert (model / "classifier.json").is_file()
+
+    recording = tmp_path / "walk.csv"  # 7 s of 'shake' at 25 Hz, no header
+    xyz = np.sin(2 * np.pi * 9.0 * np.arange(175) / 25.0)[:, None] + rng.normal(0, 0.1, (175, 3))
+    recording.write_text("".join(f"{x:.4f},{y:.4f},{z:.4f}\n" for x, y, z in xyz))
+    capsys.readouterr()
+    assert cli.main(["predict", "--checkpoint", str(model), str(recording),
+                     "--sample-rate", "25"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    _, starts = cut_stream(xyz, 25.0, seconds=2.0)
+    assert lines[0] == "start_s,end_s,label,probability" and len(lines) == 1 + len(starts) == 7
+    for line, start in zip(lines[1:], starts):
+        begin, end, label, probability = line.split(",")
+        assert (float(begin), float(end)) == (start, start + 2.0)
+        assert label in ("still", "shake") and 0.5 <= float(probability) <= 1.0
+    assert "6 windows" in out.err
+    assert cli.main(["predict", "--checkpoint", str(workdir), str(recording)]) == 1
+    assert "not a saved classifier" in capsys.readouterr().err
+    recording.write_text("1,2,3\n4,x,6\n")
+    assert cli.main(["predict", "--checkpoint", str(model), str(recording)]) == 1
+    assert "walk.csv line 2" in capsys.readouterr().err
+
+
+def test_cut_stream_cuts_like_the_labelled_windows():
+    from img2imu_jax.imu.recordings import IMUDataset, Recording
+    from img2imu_jax.imu.windows import cut_stream, make_windows
+
+    samples = np.random.default_rng(4).normal(size=(333, 3)).astype(np.float32)
+    dataset = IMUDataset("one", ("a",), (Recording(samples, np.zeros(333, np.int64), "s", 20.0),))
+    expected = make_windows(dataset, seconds=2.0, sample_rate=50.0)
+    windows, starts = cut_stream(samples, 20.0, seconds=2.0, sample_rate=50.0)
+    np.testing.assert_allclose(windows, expected.samples)
+    np.testing.assert_allclose(starts, np.arange(len(windows)) * 1.0)  # hop: half of 2 s
+    with pytest.raises(ValueError, match="shorter than one 20.0 s window"):
+        cut_stream(samples, 20.0, seconds=20.0)

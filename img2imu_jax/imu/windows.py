@@ -22,6 +22,7 @@ import scipy.signal
 from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording
 
 LABEL_RULES = ("single", "majority")
+WINDOW_OVERLAP = 0.5  # the paper's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +48,13 @@ def make_windows(
     *,
     seconds: float,
     sample_rate: float = 50.0,
-    overlap: float = 0.5,
+    overlap: float = WINDOW_OVERLAP,
     label_rule: str = "single",
 ) -> Windows:
     """Cuts every recording of `dataset` into `seconds`-long windows at `sample_rate`."""
     if label_rule not in LABEL_RULES:
         raise ValueError(f"label_rule must be one of {LABEL_RULES}; got {label_rule!r}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1); got {overlap}")
-    length = round(seconds * sample_rate)
-    if length < 2:
-        raise ValueError(f"{seconds} s at {sample_rate} Hz is under 2 samples per window")
-    hop = max(1, round(length * (1 - overlap)))
+    length, hop = _geometry(seconds, sample_rate, overlap)
     samples, labels, subjects = [], [], []
     for recording in dataset.recordings:
         signal, per_sample = _resampled(recording, sample_rate)
@@ -76,6 +72,38 @@ def make_windows(
         )
     return Windows(np.stack(samples).astype(np.float32), np.asarray(labels, np.int64),
                    np.asarray(subjects), dataset.classes, sample_rate)
+
+
+def cut_stream(
+    samples: np.ndarray,
+    source_rate: float,
+    *,
+    seconds: float,
+    sample_rate: float = 50.0,
+    overlap: float = WINDOW_OVERLAP,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled windows `[N, time, 3]` of one `[time, 3]` stream, cut as `make_windows` cuts
+    a recording, and each window's start in seconds."""
+    stream = Recording(samples, np.zeros(len(samples), np.int64), "input", source_rate)
+    signal, _ = _resampled(stream, sample_rate)
+    length, hop = _geometry(seconds, sample_rate, overlap)
+    starts = np.arange(0, len(signal) - length + 1, hop)
+    if not len(starts):
+        raise ValueError(f"{len(samples)} samples at {source_rate} Hz "
+                         f"({len(samples) / source_rate:.2f} s) are shorter than one "
+                         f"{seconds} s window")
+    windows = np.stack([signal[start:start + length] for start in starts]).astype(np.float32)
+    return windows, starts / sample_rate
+
+
+def _geometry(seconds: float, sample_rate: float, overlap: float) -> tuple[int, int]:
+    """Window length and hop in samples."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1); got {overlap}")
+    length = round(seconds * sample_rate)
+    if length < 2:
+        raise ValueError(f"{seconds} s at {sample_rate} Hz is under 2 samples per window")
+    return length, max(1, round(length * (1 - overlap)))
 
 
 def _resampled(recording: Recording, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:

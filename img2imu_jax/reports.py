@@ -1,0 +1,149 @@
+"""Tables and figures of downstream results: per-dataset tables, the paper's Table II across
+datasets, F1 against shots (its Figure 7) and confusion matrices.
+
+Everything reads the `results.json` record that `finetune.run` writes, so a report can be
+rebuilt, or datasets combined, without re-running anything:
+`record["results"][mode][encoder][str(n)]` holds `f1` (per fold), `mean`, `std`, `confusion`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+MODE_TITLES = {"linear": "linear evaluation (frozen encoder)",
+               "finetune": "full fine-tune (head, then whole network)"}
+
+
+def results_markdown(record: dict) -> str:
+    """Macro-F1 (%) per encoder and shot count, one table per mode."""
+    lines = []
+    for mode, by_encoder in record["results"].items():
+        shots = sorted({n for by_n in by_encoder.values() for n in by_n}, key=int)
+        lines += [f"Macro-F1 (%) on {record['dataset']}, {MODE_TITLES[mode]}, mean ± std over "
+                  "folds", "",
+                  "| encoder | " + " | ".join(f"{n}-shot" for n in shots) + " |",
+                  "|---|" + "---:|" * len(shots)]
+        for name, by_n in by_encoder.items():
+            cells = [f"{100 * by_n[n]['mean']:.1f} ± {100 * by_n[n]['std']:.1f}"
+                     if n in by_n else "—" for n in shots]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table_ii(records: Sequence[dict], *, shots: int = 10, mode: str = "linear") -> dict:
+    """The paper's Table II: rows encoders, columns datasets, macro-F1 at `shots` per class.
+
+    `Avg.` is the mean of the dataset means ± the std of every fold score of every dataset
+    (the paper does not say how its Avg. std is taken). A cell the records lack is None.
+    """
+    datasets = [record["dataset"] for record in records]
+    if len(set(datasets)) != len(datasets):
+        raise ValueError(f"each dataset once, please; got {datasets}")
+    encoders: list[str] = []
+    for record in records:
+        if mode not in record["results"]:
+            raise ValueError(f"the {record['dataset']} results have no {mode!r} mode; "
+                             f"they have {sorted(record['results'])}")
+        encoders += [e for e in record["results"][mode] if e not in encoders]
+    rows = {}
+    for encoder in encoders:
+        cells, pooled = {}, []
+        for record in records:
+            summary = record["results"][mode].get(encoder, {}).get(str(shots))
+            cells[record["dataset"]] = summary and {"mean": summary["mean"], "std": summary["std"]}
+            pooled += summary["f1"] if summary else []
+        present = [cell["mean"] for cell in cells.values() if cell]
+        average = ({"mean": float(np.mean(present)), "std": float(np.std(pooled))}
+                   if len(present) == len(records) else None)
+        rows[encoder] = {**cells, "Avg.": average}
+    return {"shots": shots, "mode": mode, "datasets": datasets, "rows": rows}
+
+
+def table_ii_markdown(table: dict) -> str:
+    columns = table["datasets"] + ["Avg."]
+    lines = [f"Macro-F1, {table['shots']} samples per class, {MODE_TITLES[table['mode']]}, "
+             "mean ± std over folds", "",
+             "| encoder | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for encoder, cells in table["rows"].items():
+        text = [f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" if cells[c] else "—"
+                for c in columns]
+        lines.append(f"| {encoder} | " + " | ".join(text) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table_ii(results: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                   shots: int = 10, mode: str = "linear") -> dict:
+    """Reads each `results.json` (or the fine-tune workdir holding one), writes
+    `table_ii.md` and `table_ii.json` into `out_dir`."""
+    records = []
+    for path in map(Path, results):
+        path = path / "results.json" if path.is_dir() else path
+        if not path.is_file():
+            raise ValueError(f"{path} does not exist (expected a finetune workdir or its "
+                             "results.json)")
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from e
+    table = table_ii(records, shots=shots, mode=mode)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "table_ii.json").write_text(json.dumps(table, indent=2) + "\n")
+    (out_dir / "table_ii.md").write_text(table_ii_markdown(table))
+    return table
+
+
+def plot_f1_vs_shots(record: dict, path: str | os.PathLike) -> None:
+    """Mean macro-F1 ± std against shots per class, a line per encoder and mode."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 3.8))
+    for mode, by_encoder in record["results"].items():
+        for name, by_n in by_encoder.items():
+            shots = [int(n) for n in by_n]
+            means = np.array([by_n[n]["mean"] for n in by_n]) * 100
+            stds = np.array([by_n[n]["std"] for n in by_n]) * 100
+            label = name if len(record["results"]) == 1 else f"{name}, {mode}"
+            axes.errorbar(shots, means, yerr=stds, marker="o", capsize=3, label=label,
+                          linestyle="-" if mode == "linear" else "--")
+    axes.set(xscale="log", xlabel="labelled windows per class", ylabel="macro-F1 (%)",
+             title=record["dataset"])
+    axes.legend(fontsize=7)
+    _save(plt, figure, path)
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                   path: str | os.PathLike, *, title: str) -> None:
+    """Test windows by true class (rows) and predicted class (columns), counts annotated."""
+    plt = _pyplot()
+    counts = np.asarray(confusion)
+    figure, axes = plt.subplots(figsize=(1.2 + 0.8 * len(classes), 1.0 + 0.8 * len(classes)))
+    axes.imshow(counts, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        axes.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > counts.max() / 2 else "black")
+    axes.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
+             ylabel="true", title=title)
+    axes.set_xticklabels(classes, rotation=45, ha="right")
+    axes.set_yticklabels(classes)
+    _save(plt, figure, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, figure, path: str | os.PathLike) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
