@@ -14,6 +14,7 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/spectrogram.py
 	$(VENV)/bin/python benchmarks/input_pipeline.py
+	$(VENV)/bin/python benchmarks/finetune.py --width 64 --grid small
 
 # (Re)install whenever the project's declared dependencies change.
 $(INSTALLED): pyproject.toml

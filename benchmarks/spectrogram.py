@@ -18,18 +18,15 @@ is also written as JSON to --out.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import datetime
 import functools
 import json
 import os
 import pathlib
 import platform
-import statistics
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import matplotlib
 
@@ -45,6 +42,8 @@ import scipy
 import scipy.signal
 from PIL import Image
 
+from timing import compile_phases, time_calls  # benchmarks/timing.py
+
 from img2imu_jax.spectrogram import log_power_spectrogram, spectrogram_image
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 96, 128
@@ -52,7 +51,6 @@ GOAL_VS_SCIPY = 1.5
 GOAL_VS_MATPLOTLIB = 100.0
 MIN_CORRELATION = 0.99
 AGREEMENT_WINDOWS = 64
-COMPILE_EVENT_PREFIX = "/jax/core/compile/"
 
 # Peak HBM bandwidth in bytes/s, matched against `device_kind` in order (first hit wins), so
 # the more specific names come first.
@@ -98,43 +96,6 @@ def make_windows(batch: int, samples: int, sample_rate: float, seed: int) -> np.
     tones = amps * np.sin(2 * np.pi * freqs * t[None, :, None, None] + phases)
     noise = 0.3 * rng.standard_normal((batch, samples, 3))
     return (tones.sum(axis=-1) + noise).astype(np.float32)
-
-
-@contextlib.contextmanager
-def compile_phases(fun_name: str) -> Iterator[dict[str, float]]:
-    """Seconds JAX spends tracing, lowering and compiling `fun_name` inside the block, by phase.
-
-    JAX's monitoring events time these phases exactly; "first call minus a steady call" does
-    not, because the first run is itself slower (fresh output buffers). Eager work done while
-    tracing (e.g. precomputed constants) is inside the trace phase, so nothing is counted twice.
-    """
-    phases: dict[str, float] = collections.defaultdict(float)
-
-    def listener(event: str, seconds: float, **kwargs: Any) -> None:
-        if event.startswith(COMPILE_EVENT_PREFIX) and kwargs.get("fun_name") in (
-            fun_name, f"jit({fun_name})"
-        ):
-            phases[event.removeprefix(COMPILE_EVENT_PREFIX)] += seconds
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield phases
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-
-
-def time_calls(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
-    """Wall time of `repeats` calls of an already warmed-up `fn`; the median is the headline.
-
-    The median resists one-off stalls from other processes on a shared machine better than the
-    mean, and unlike the best it does not reward a lucky run; both are kept in the JSON.
-    """
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"times_s": times, "best_s": min(times), "median_s": statistics.median(times)}
 
 
 def scipy_pillow_images(

@@ -1,4 +1,5 @@
-"""A few minutes of MoCo on one CPU: the bundled photos, a narrow ResNet-18, small batches.
+"""About three minutes of MoCo on two CPU cores: the bundled photos, a narrow ResNet-18,
+small batches (the first stage of `img2imu demo`).
 
 It shows every part working (augmentations, queue, checkpoints, metrics); pre-training worth
 transferring needs ImageNet and the paper's scale (configs/img2imu_paper.py).
@@ -14,8 +15,8 @@ def get_config():
     config.model.width = 16
     config.moco.queue_size = 256
     config.batch_size = 16
-    config.total_steps = 60
-    config.checkpoint_every = 20
+    config.total_steps = 150
+    config.checkpoint_every = 50
     config.log_every = 10
     config.optim.warmup_epochs = 0.0
     return config

@@ -189,6 +189,14 @@ class Checkpointer:
         self._manager.reload()
 
 
+def finished_steps(checkpoint_dir: str | epath.PathLike) -> list[int]:
+    """The steps with a finished checkpoint in a `checkpoints/` directory, ascending."""
+    directory = epath.Path(checkpoint_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(metadata.step for metadata in _NAME_FORMAT.find_all(directory))
+
+
 def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any, *,
                     step: int | None = None) -> Any:
     """Only `state/model/encoder` of a pre-training checkpoint (the newest step by default).
@@ -201,7 +209,7 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
     """
     _require_shardings(abstract_encoder)
     directory = epath.Path(checkpoint_dir)
-    steps = sorted(metadata.step for metadata in _NAME_FORMAT.find_all(directory))
+    steps = finished_steps(directory)
     if not steps:
         raise ValueError(f"no finished checkpoint in {directory} (expected WORKDIR/{CHECKPOINTS})")
     step = steps[-1] if step is None else step

@@ -1,8 +1,9 @@
 """A fine-tuned IMU classifier: raw accelerometer windows → spectrogram → encoder → linear head.
 
 It is what downstream training produces and what `img2imu predict` loads. The spectrogram
-settings live on the module as static attributes, so the whole path from raw windows to logits
-is one jitted function and a saved classifier carries everything needed to use it.
+settings (`Frontend`) are kept apart from the network (`Classifier`): the network's compiled
+programs then depend only on the image shape, so one compile serves every setting of the grid,
+and a saved classifier records its frontend beside the weights.
 
 On disk a classifier is a directory: `state/` (an Orbax checkpoint of the module's arrays) and
 `classifier.json` (architecture, classes, spectrogram and window settings, how it was trained).
@@ -10,6 +11,8 @@ On disk a classifier is a directory: `state/` (an Orbax checkpoint of the module
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -30,56 +33,104 @@ METADATA = "classifier.json"
 STATE = "state"
 
 
-class Classifier(nnx.Module):
-    """`encoder` over spectrogram images of `[B, time, 3]` windows, then a linear head."""
+@dataclasses.dataclass(frozen=True)
+class Frontend:
+    """Raw `[B, time, 3]` windows → the normalised spectrogram images encoders take.
 
-    def __init__(self, encoder: ResNet, n_classes: int, *, sample_rate: float, nfft: int,
-                 noverlap: int, rngs: nnx.Rngs):
-        self.encoder = encoder
-        self.head = nnx.Linear(encoder.features, n_classes, rngs=rngs)
-        self.sample_rate, self.nfft, self.noverlap = float(sample_rate), int(nfft), int(noverlap)
+    Hashable by value: jitted functions take it as a static argument, so each setting compiles
+    its (small) spectrogram program once, and everything after it compiles once per image
+    shape, whatever the setting.
+    """
+
+    sample_rate: float
+    nfft: int
+    noverlap: int
 
     def __call__(self, windows: jax.Array) -> jax.Array:
-        return self.head(encode(self.encoder, windows, sample_rate=self.sample_rate,
-                                nfft=self.nfft, noverlap=self.noverlap))
+        images = spectrogram_image(windows, sample_rate=self.sample_rate, nfft=self.nfft,
+                                   noverlap=self.noverlap)
+        return normalize_imagenet(images)
+
+    def images(self, windows: np.ndarray, *, batch_size: int = 1024) -> jax.Array:
+        """The images of `windows`, computed on the default device and left there."""
+        return jnp.concatenate([_frontend(self, padded)[:n]
+                                for padded, n in _padded_batches(windows, batch_size)])
 
 
-def encode(encoder: nnx.Module, windows: jax.Array, *, sample_rate: float, nfft: int,
-           noverlap: int) -> jax.Array:
-    """Encoder features (float32) of raw `[B, time, 3]` windows: the IMG2IMU input path."""
-    images = spectrogram_image(windows, sample_rate=sample_rate, nfft=nfft, noverlap=noverlap)
-    return encoder(normalize_imagenet(images)).astype(jnp.float32)
+@functools.partial(jax.jit, static_argnums=0)
+def _frontend(frontend: Frontend, windows: jax.Array) -> jax.Array:
+    return frontend(windows)
+
+
+class Classifier(nnx.Module):
+    """An encoder over spectrogram images `[B, H, W, 3]`, then a linear head; its `Frontend`
+    travels beside it (in `classifier.json` when saved)."""
+
+    def __init__(self, encoder: ResNet, n_classes: int, *, rngs: nnx.Rngs):
+        self.encoder = encoder
+        self.head = nnx.Linear(encoder.features, n_classes, rngs=rngs)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.head(self.encoder(images).astype(jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Frozen encoder features (float32) of raw windows, the frontend fused into the same
+    compiled function; hashable by value, so every encoder of one architecture shares one
+    compiled extractor per setting."""
+
+    frontend: Frontend
+
+    def __call__(self, encoder: nnx.Module, windows: jax.Array) -> jax.Array:
+        return encoder(self.frontend(windows)).astype(jnp.float32)
+
+
+def probabilities(classifier: Classifier, images: jax.Array) -> jax.Array:
+    return jax.nn.softmax(classifier(images))
 
 
 def in_batches(module: nnx.Module, apply: Callable[[nnx.Module, jax.Array], jax.Array],
-               windows: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
-    """`apply(module, batch)` over `windows` in eval mode, one compiled shape for every batch.
+               inputs: np.ndarray | jax.Array, *, batch_size: int = 1024) -> np.ndarray:
+    """`apply(module, batch)` over `inputs` in eval mode, one compiled shape for every batch.
 
-    The last batch is padded to `batch_size` (and the padding dropped), so a dataset of any
-    size compiles once; eval-mode BatchNorm makes each window's output independent of its batch.
+    The last batch is padded (and the padding dropped), so a dataset of any size compiles
+    once; eval-mode BatchNorm makes each input's output independent of its batch.
+    `apply` must be hashable (a module-level function, a `Features`): the compiled program is
+    cached on it and on the module's structure, so folds and encoders reuse it.
     """
     module.eval()
     graphdef, state = nnx.split(module)
-    compiled = jax.jit(lambda state, batch: apply(nnx.merge(graphdef, state), batch))
-    batch_size = min(batch_size, max(len(windows), 1))
-    chunks = []
-    for start in range(0, len(windows), batch_size):
-        batch = windows[start:start + batch_size]
-        padded = np.pad(batch, ((0, batch_size - len(batch)),) + ((0, 0),) * (batch.ndim - 1))
-        chunks.append(np.asarray(compiled(state, padded))[: len(batch)])
-    return np.concatenate(chunks)
+    return np.concatenate([np.asarray(_apply(graphdef, apply, state, padded))[:n]
+                           for padded, n in _padded_batches(inputs, batch_size)])
 
 
-def class_probabilities(classifier: Classifier, windows: np.ndarray, *,
+def _padded_batches(values, batch_size: int):
+    """`(batch, real size)` over `values`, each batch zero-padded to one size: `batch_size`, or
+    for fewer values the next power of two, so different sizes mostly share one program."""
+    batch_size = min(batch_size, 1 << max(len(values) - 1, 0).bit_length())
+    for start in range(0, len(values), batch_size):
+        batch = values[start:start + batch_size]
+        pad = ((0, batch_size - len(batch)),) + ((0, 0),) * (batch.ndim - 1)
+        yield jnp.pad(batch, pad) if isinstance(batch, jax.Array) else np.pad(batch, pad), \
+            len(batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _apply(graphdef, apply, state, batch):
+    return apply(nnx.merge(graphdef, state), batch)
+
+
+def class_probabilities(classifier: Classifier, frontend: Frontend, windows: np.ndarray, *,
                         batch_size: int = 1024) -> np.ndarray:
-    """Softmax probabilities `[N, classes]` of `[N, time, 3]` windows."""
-    return in_batches(classifier, lambda model, x: jax.nn.softmax(model(x)), windows,
+    """Softmax probabilities `[N, classes]` of raw `[N, time, 3]` windows."""
+    return in_batches(classifier, probabilities, frontend.images(windows, batch_size=batch_size),
                       batch_size=batch_size)
 
 
-def save_classifier(directory: str | os.PathLike, classifier: Classifier,
+def save_classifier(directory: str | os.PathLike, classifier: Classifier, frontend: Frontend,
                     metadata: dict[str, Any]) -> Path:
-    """Writes `classifier` and `metadata` (classes, depth, width, window settings…) as a
+    """Writes `classifier`, its `frontend` and `metadata` (classes, window settings…) as a
     directory `load_classifier` reads; an existing one is replaced only once the new one is
     complete."""
     directory = Path(directory).resolve()
@@ -88,8 +139,7 @@ def save_classifier(directory: str | os.PathLike, classifier: Classifier,
         checkpointer.save(staging / STATE, nnx.to_pure_dict(nnx.state(classifier)), force=True)
     record = {**metadata, "depth": classifier.encoder.depth,
               "width": classifier.encoder.conv1.out_features,
-              "n_classes": classifier.head.out_features, "sample_rate": classifier.sample_rate,
-              "nfft": classifier.nfft, "noverlap": classifier.noverlap}
+              "n_classes": classifier.head.out_features, **dataclasses.asdict(frontend)}
     (staging / METADATA).write_text(json.dumps(record, indent=2) + "\n")
     if directory.exists():
         shutil.rmtree(directory)
@@ -97,8 +147,8 @@ def save_classifier(directory: str | os.PathLike, classifier: Classifier,
     return directory
 
 
-def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, dict[str, Any]]:
-    """The classifier saved in `directory` and its metadata."""
+def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend, dict[str, Any]]:
+    """The classifier saved in `directory`, its frontend and its metadata."""
     directory = Path(directory)
     meta_path = directory / METADATA
     if not meta_path.is_file():
@@ -107,8 +157,8 @@ def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, dict[str,
     try:
         meta = json.loads(meta_path.read_text())
         encoder = ResNet(meta["depth"], width=meta["width"], rngs=nnx.Rngs(0))
-        classifier = Classifier(encoder, meta["n_classes"], sample_rate=meta["sample_rate"],
-                                nfft=meta["nfft"], noverlap=meta["noverlap"], rngs=nnx.Rngs(0))
+        classifier = Classifier(encoder, meta["n_classes"], rngs=nnx.Rngs(0))
+        frontend = Frontend(float(meta["sample_rate"]), int(meta["nfft"]), int(meta["noverlap"]))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{meta_path} is not a valid classifier description: {e!r}") from e
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -123,4 +173,4 @@ def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, dict[str,
     state = nnx.state(classifier)
     nnx.replace_by_pure_dict(state, restored)
     nnx.update(classifier, state)
-    return classifier, meta
+    return classifier, frontend, meta

@@ -90,8 +90,10 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.grid_nfft = (32, 64, 128, 256)
     config.grid_gaps = (2, 4, 8, 16)
     config.epochs = 50  # of the linear head
+    config.linear_lr = 1e-5  # the head's peak learning rate (warm-up from /1000, cosine to /10)
     # 'linear' (frozen encoder, v2) and/or 'finetune' (v1's two phases, settings below).
     config.modes = ("linear",)
+    config.finetune_shots = ()  # shot counts of the full fine-tune; () = the same as shots
     config.finetune = ml_collections.ConfigDict(dataclasses.asdict(FullFinetune()))
     config.save_models = True  # per encoder and mode: the best-validation fold's classifier
     config.model = ml_collections.ConfigDict()
@@ -197,7 +199,7 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
         raise ValueError("invalid config: finetune epochs, head_epochs, batch_size must be >= 1")
     if config.data.dataset not in DATASETS:
         raise ValueError(f"invalid config: data.dataset must be one of {DATASETS}")
-    if not config.shots or min(config.shots) < 1:
+    if not config.shots or min(config.shots + config.finetune_shots) < 1:
         raise ValueError(f"invalid config: shots must be positive; got {config.shots}")
     if config.folds < 3 or config.epochs < 1 or config.data.seconds <= 0:
         raise ValueError("invalid config: folds >= 3, epochs >= 1 and data.seconds > 0")

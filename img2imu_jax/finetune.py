@@ -25,8 +25,8 @@ from flax import nnx
 
 from img2imu_jax import reports
 from img2imu_jax.checkpoint import abstract_like, restore_encoder
-from img2imu_jax.classifier import (Classifier, class_probabilities, encode, in_batches,
-                                    save_classifier)
+from img2imu_jax.classifier import (Classifier, Features, Frontend, class_probabilities,
+                                    in_batches, save_classifier)
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import WINDOW_OVERLAP, Windows, make_windows
@@ -59,18 +59,20 @@ def extract_features(
     The encoder runs in eval mode (BatchNorm uses its running statistics), so a window's
     features do not depend on which batch it is in.
     """
-    settings = dict(sample_rate=sample_rate, nfft=nfft, noverlap=noverlap)
-    return in_batches(encoder, lambda module, x: encode(module, x, **settings), windows,
-                      batch_size=batch_size)
+    frontend = Frontend(float(sample_rate), int(nfft), int(noverlap))
+    return in_batches(encoder, Features(frontend), windows, batch_size=batch_size)
 
 
-def linear_schedule(steps_per_epoch: int) -> optax.Schedule:
-    """The paper's head schedule: 1e-8 → 1e-5 linearly over 10 epochs, cosine to 1e-6."""
-    warmup = LINEAR_WARMUP_EPOCHS * steps_per_epoch
-    total = LINEAR_EPOCHS * steps_per_epoch
+def linear_schedule(steps_per_epoch: int, *, epochs: int = LINEAR_EPOCHS,
+                    peak: float = LINEAR_LR) -> optax.Schedule:
+    """The paper's head schedule, 1e-8 → 1e-5 linearly over 10 of 50 epochs then cosine to
+    1e-6; for other lengths and peaks the same shape: warm-up over the first fifth from
+    peak/1000, cosine to peak/10."""
+    warmup = round(epochs * LINEAR_WARMUP_EPOCHS / LINEAR_EPOCHS) * steps_per_epoch
+    total = epochs * steps_per_epoch
     return optax.join_schedules(
-        [optax.linear_schedule(LINEAR_LR_START, LINEAR_LR, warmup),
-         optax.cosine_decay_schedule(LINEAR_LR, total - warmup, LINEAR_LR_END / LINEAR_LR)],
+        [optax.linear_schedule(peak * LINEAR_LR_START / LINEAR_LR, peak, warmup),
+         optax.cosine_decay_schedule(peak, total - warmup, LINEAR_LR_END / LINEAR_LR)],
         [warmup],
     )
 
@@ -84,11 +86,13 @@ def train_linear_head(
     epochs: int = LINEAR_EPOCHS,
     batch_size: int = LINEAR_BATCH,
     schedule: optax.Schedule | None = None,
+    learning_rate: float = LINEAR_LR,
     optimizer: str = "adam",
     momentum: float = 0.9,
 ) -> tuple[jax.Array, jax.Array]:
     """A softmax linear head `(kernel, bias)` trained on fixed features with Adam (the paper's
-    linear evaluation) or SGD with momentum (phase 1 of its full fine-tune).
+    linear evaluation; `schedule` defaults to its schedule peaking at `learning_rate`) or SGD
+    with momentum (phase 1 of its full fine-tune).
 
     The run is one jitted `lax.scan` over epochs and shuffled minibatches; the learning rates
     go in as an array, so every fold, shot count and setting with the same shapes reuses one
@@ -96,7 +100,8 @@ def train_linear_head(
     """
     batch_size = min(batch_size, len(features))
     steps = len(features) // batch_size
-    rates = _rates(schedule or linear_schedule(steps), epochs, steps)
+    schedule = schedule or linear_schedule(steps, epochs=epochs, peak=learning_rate)
+    rates = _rates(schedule, epochs, steps)
     init_key, shuffle_key = jax.random.split(jax.random.key(seed))
     bound = 1.0 / np.sqrt(features.shape[1])  # torch.nn.Linear's default initialisation
     params = (
@@ -109,7 +114,7 @@ def train_linear_head(
 
 def train_network(
     classifier: Classifier,
-    windows: np.ndarray,
+    images: jax.Array,
     labels: np.ndarray,
     *,
     seed: int,
@@ -121,18 +126,24 @@ def train_network(
     """Phase 2 of the paper's (v1) full fine-tune: the whole network, SGD with momentum, in
     train mode (BatchNorm on batch statistics, updating its running ones), in place.
 
-    Spectrograms are computed inside the step from the raw windows, so the compiled program is
-    the full path the classifier runs at inference.
+    `images` are the frontend's (`Frontend.images`): without augmentation they are the same
+    every epoch, so they are computed once, and the compiled step depends only on their shape.
+    Steps run from a Python loop, one compiled step each: XLA's CPU backend runs convolutions
+    inside a `lax.scan` body ~30× slower than the same step on its own.
     """
-    batch_size = min(batch_size, len(windows))
-    steps = len(windows) // batch_size
-    rates = _rates(optax.constant_schedule(learning_rate), epochs, steps)
+    batch_size = min(batch_size, len(images))
+    steps = len(images) // batch_size
+    transform = optax.trace(decay=momentum)
     classifier.train()
     graphdef, params, rest = nnx.split(classifier, nnx.Param, ...)
-    params, rest = _fit_network(graphdef, params, rest, jnp.asarray(windows, jnp.float32),
-                                jnp.asarray(labels), rates,
-                                jax.random.split(jax.random.key(seed), epochs), batch_size,
-                                momentum)
+    params, rest = jax.tree.map(jnp.copy, (params, rest))  # donated below; others may share them
+    opt_state = transform.init(params)
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
+    for key in jax.random.split(jax.random.key(seed), epochs):
+        order = jax.random.permutation(key, len(images))[: steps * batch_size]
+        for indices in order.reshape(steps, batch_size):
+            params, rest, opt_state = _network_step(graphdef, params, rest, opt_state, images,
+                                                    labels, indices, learning_rate, momentum)
     nnx.update(classifier, params, rest)
     classifier.eval()
     return classifier
@@ -182,23 +193,17 @@ def _fit_head(params, x, y, rates, epoch_keys, batch_size: int, optimizer: str, 
     return _minibatch_epochs(step, carry, x.shape[0], rates, epoch_keys, batch_size)[0]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "batch_size"))
-def _fit_network(graphdef, params, rest, x, y, rates, epoch_keys, batch_size: int, momentum):
-    transform = optax.trace(decay=momentum)
-
-    def loss_fn(params, rest, xb, yb):
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(1, 2, 3))
+def _network_step(graphdef, params, rest, opt_state, images, labels, indices, rate, momentum):
+    def loss_fn(params):
         model = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, rest))  # this trace's
-        loss = optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
+        logits = model(images[indices])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels[indices]).mean()
         return loss, nnx.state(model, nnx.Not(nnx.Param))
 
-    def step(carry, idx, rate):
-        params, rest, opt_state = carry
-        grads, rest = jax.grad(loss_fn, has_aux=True)(params, rest, x[idx], y[idx])
-        direction, opt_state = transform.update(grads, opt_state, params)
-        return jax.tree.map(lambda p, d: p - rate * d, params, direction), rest, opt_state
-
-    carry = (params, rest, transform.init(params))
-    return _minibatch_epochs(step, carry, x.shape[0], rates, epoch_keys, batch_size)[:2]
+    grads, rest = jax.grad(loss_fn, has_aux=True)(params)
+    direction, opt_state = optax.trace(decay=momentum).update(grads, opt_state, params)
+    return jax.tree.map(lambda p, d: p - rate * d, params, direction), rest, opt_state
 
 
 def predict(head: tuple[jax.Array, jax.Array], features: np.ndarray) -> np.ndarray:
@@ -228,29 +233,25 @@ def full_finetune(
     labels: np.ndarray,
     n_classes: int,
     *,
-    sample_rate: float,
-    setting: tuple[int, int],
+    frontend: Frontend,
     seed: int,
     settings: FullFinetune = FullFinetune(),
     features: np.ndarray | None = None,
 ) -> Classifier:
     """A new classifier from a copy of `encoder` trained in the paper's two phases; `encoder`
     itself is left as it was. `features` (of `windows`, frozen) spare recomputing them."""
-    nfft, noverlap = setting
     if features is None:
-        features = extract_features(encoder, windows, sample_rate=sample_rate, nfft=nfft,
-                                    noverlap=noverlap)
+        features = in_batches(encoder, Features(frontend), windows)
     steps = len(windows) // min(settings.batch_size, len(windows))
     schedule = optax.piecewise_constant_schedule(
         settings.head_lr, {settings.head_decay_epoch * steps: settings.head_decay})
-    kernel, bias = train_linear_head(features, labels, n_classes, seed=seed,
-                                     epochs=settings.head_epochs, batch_size=settings.batch_size,
-                                     schedule=schedule, optimizer="sgd",
-                                     momentum=settings.momentum)
-    classifier = _classifier(nnx.clone(encoder), (kernel, bias), sample_rate, setting, seed)
-    return train_network(classifier, windows, labels, seed=seed, epochs=settings.epochs,
-                         learning_rate=settings.lr, batch_size=settings.batch_size,
-                         momentum=settings.momentum)
+    head = train_linear_head(features, labels, n_classes, seed=seed,
+                             epochs=settings.head_epochs, batch_size=settings.batch_size,
+                             schedule=schedule, optimizer="sgd", momentum=settings.momentum)
+    classifier = _classifier(nnx.clone(encoder), head, seed)
+    return train_network(classifier, frontend.images(windows), labels, seed=seed,
+                         epochs=settings.epochs, learning_rate=settings.lr,
+                         batch_size=settings.batch_size, momentum=settings.momentum)
 
 
 def evaluate(
@@ -263,6 +264,7 @@ def evaluate(
     grid: tuple[tuple[int, int], ...] = SPECTROGRAM_GRID,
     seed: int = 0,
     epochs: int = LINEAR_EPOCHS,
+    linear_lr: float = LINEAR_LR,
     full: FullFinetune = FullFinetune(),
 ) -> tuple[dict, dict]:
     """The paper's protocol for one encoder: per fold and shot count, the spectrogram setting
@@ -272,8 +274,8 @@ def evaluate(
     full fine-tune, at the setting linear evaluation selected: searching the grid with full
     fine-tunes would cost 16× more). Returns `(results, models)`: `results[mode][n]` holds
     `f1` (per fold), `mean`, `std`, `settings`, and `confusion` (test counts summed over folds,
-    true class by row); `models[mode]` the classifier at the largest n from the fold with the
-    best validation macro-F1, with where it came from.
+    true class by row); `models[mode]` the classifier (and its frontend) at the largest n from
+    the fold with the best validation macro-F1, with where it came from.
     """
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
@@ -291,28 +293,23 @@ def evaluate(
     for fold in subject_folds(windows, folds=folds, seed=seed):
         for n in shots:
             train = few_shot(windows, fold.train, n, seed=seed + fold.index, fold=fold.index)
-            candidates = []
-            for setting in grid:
-                head = train_linear_head(features[setting][train], labels[train], n_classes,
-                                         seed=seed, epochs=epochs)
-                score = macro_f1(labels[fold.validation],
-                                 predict(head, features[setting][fold.validation]))
-                candidates.append((score, setting, head))
-            _, setting, head = max(candidates, key=lambda c: c[0])
+            setting, head = _best_linear_head(features, labels, train, fold.validation,
+                                              n_classes, seed=seed, epochs=epochs,
+                                              learning_rate=linear_lr)
             for mode in modes:
                 if mode == "linear":
-                    build = functools.partial(_classifier, encoder, head, windows.sample_rate,
-                                              setting, seed)
+                    model = None  # built only if it is the one to save
                     classify = functools.partial(_predict_features, head, features[setting])
                 else:
                     log.info("full fine-tune: fold %d, %d-shot, nfft %d, noverlap %d",
                              fold.index, n, *setting)
-                    classifier = full_finetune(
+                    frontend = Frontend(windows.sample_rate, *setting)
+                    model = full_finetune(
                         encoder, windows.samples[train], labels[train], n_classes,
-                        sample_rate=windows.sample_rate, setting=setting, seed=seed + fold.index,
-                        settings=full, features=features[setting][train])
-                    build = functools.partial(lambda model: model, classifier)
-                    classify = functools.partial(_predict_windows, classifier, windows.samples)
+                        frontend=frontend, seed=seed + fold.index, settings=full,
+                        features=features[setting][train])
+                    classify = functools.partial(_predict_windows, model, frontend,
+                                                 windows.samples)
                 valid_f1 = macro_f1(labels[fold.validation], classify(fold.validation))
                 predicted = classify(fold.test)
                 summary = results[mode][n]
@@ -322,7 +319,9 @@ def evaluate(
                 np.add.at(summary["confusion"], (labels[fold.test], predicted), 1)
                 best = models.get(mode)
                 if n == max(shots) and (best is None or valid_f1 > best["validation_f1"]):
-                    models[mode] = {"classifier": build(), "fold": fold.index, "shots": n,
+                    models[mode] = {"classifier": model or _classifier(encoder, head, seed),
+                                    "frontend": Frontend(windows.sample_rate, *setting),
+                                    "fold": fold.index, "shots": n,
                                     "validation_f1": valid_f1, "test_f1": summary["f1"][-1]}
     for by_n in results.values():
         for summary in by_n.values():
@@ -331,10 +330,22 @@ def evaluate(
     return results, models
 
 
-def _classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], sample_rate: float,
-                setting: tuple[int, int], seed: int) -> Classifier:
-    classifier = Classifier(encoder, head[0].shape[1], sample_rate=sample_rate, nfft=setting[0],
-                            noverlap=setting[1], rngs=nnx.Rngs(seed))
+def _best_linear_head(features: dict, labels: np.ndarray, train: np.ndarray,
+                      validation: np.ndarray, n_classes: int, *, seed: int, epochs: int,
+                      learning_rate: float):
+    """The spectrogram setting (and its head) whose head scores best on `validation`."""
+    candidates = []
+    for setting, values in features.items():
+        head = train_linear_head(values[train], labels[train], n_classes, seed=seed,
+                                 epochs=epochs, learning_rate=learning_rate)
+        candidates.append((macro_f1(labels[validation], predict(head, values[validation])),
+                           setting, head))
+    _, setting, head = max(candidates, key=lambda c: c[0])
+    return setting, head
+
+
+def _classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], seed: int) -> Classifier:
+    classifier = Classifier(encoder, head[0].shape[1], rngs=nnx.Rngs(seed))
     classifier.head.kernel.value, classifier.head.bias.value = head
     return classifier
 
@@ -343,9 +354,9 @@ def _predict_features(head, features: np.ndarray, indices: np.ndarray) -> np.nda
     return predict(head, features[indices])
 
 
-def _predict_windows(classifier: Classifier, samples: np.ndarray,
+def _predict_windows(classifier: Classifier, frontend: Frontend, samples: np.ndarray,
                      indices: np.ndarray) -> np.ndarray:
-    return class_probabilities(classifier, samples[indices]).argmax(axis=-1)
+    return class_probabilities(classifier, frontend, samples[indices]).argmax(axis=-1)
 
 
 def run(config, workdir: str | os.PathLike,
@@ -362,25 +373,31 @@ def run(config, workdir: str | os.PathLike,
                            sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
     grid = tuple((nfft, nfft - gap) for nfft in config.grid_nfft for gap in config.grid_gaps)
     if encoders is None:
-        encoders = {"random init": _encoder(config, None)}
+        encoders = {"random init": load_encoder(config, None)}
         if config.pretrained:
-            encoders = {"pre-trained": _encoder(config, config.pretrained), **encoders}
+            encoders = {"pre-trained": load_encoder(config, config.pretrained), **encoders}
     results: dict[str, dict] = {mode: {} for mode in config.modes}
     saved = {}
     for name, encoder in encoders.items():
         log.info("%s of the %s encoder on %s (%d windows, %d subjects)",
                  " and ".join(config.modes), name, dataset.name, len(windows),
                  len(dataset.subjects))
-        by_mode, models = evaluate(encoder, windows, modes=tuple(config.modes),
-                                   shots=tuple(config.shots), folds=config.folds, grid=grid,
-                                   seed=config.seed, epochs=config.epochs,
+        by_mode, models = {}, {}
+        for modes, shots in _shot_groups(config):
+            found, best = evaluate(encoder, windows, modes=modes, shots=shots,
+                                   folds=config.folds, grid=grid, seed=config.seed,
+                                   epochs=config.epochs, linear_lr=config.linear_lr,
                                    full=FullFinetune(**config.finetune))
+            by_mode.update(found)
+            models.update(best)
         for mode, by_n in by_mode.items():
             results[mode][name] = by_n
         for mode, model in models.items() if config.save_models else ():
-            origin = {key: value for key, value in model.items() if key != "classifier"}
+            origin = {key: value for key, value in model.items()
+                      if key not in ("classifier", "frontend")}
             path = save_classifier(
                 workdir / "models" / f"{_slug(name)}-{mode}", model["classifier"],
+                model["frontend"],
                 {"dataset": dataset.name, "classes": list(dataset.classes), "encoder": name,
                  "mode": mode, "seconds": config.data.seconds, "overlap": WINDOW_OVERLAP,
                  "source_sample_rate": dataset.recordings[0].sample_rate, **origin})
@@ -397,7 +414,18 @@ def run(config, workdir: str | os.PathLike,
     return record
 
 
-def _encoder(config, checkpoints: str | None) -> ResNet:
+def _shot_groups(config) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """(modes, shots) to evaluate together: the full fine-tune may use fewer shot counts."""
+    shots, modes = tuple(config.shots), tuple(config.modes)
+    own = tuple(config.finetune_shots)
+    if "finetune" not in modes or not own or own == shots:
+        return [(modes, shots)]
+    linear = [(("linear",), shots)] if "linear" in modes else []
+    return linear + [(("finetune",), own)]
+
+
+def load_encoder(config, checkpoints: str | None) -> ResNet:
+    """The config's ResNet: restored from a pre-training `checkpoints/` directory, or random."""
     encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
     if checkpoints:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -29,14 +29,14 @@ def predict_csv(checkpoint: str | os.PathLike, csv_path: str | os.PathLike, *,
                 sample_rate: float | None = None) -> tuple[list[Prediction], dict]:
     """Predictions for every window of `csv_path` (x, y, z columns) recorded at `sample_rate`
     Hz (default: the rate of the dataset the classifier was trained on); also the metadata."""
-    classifier, meta = load_classifier(checkpoint)
+    classifier, frontend, meta = load_classifier(checkpoint)
     rate = sample_rate or meta["source_sample_rate"]
     if not rate > 0:
         raise ValueError(f"sample rate must be > 0 Hz; got {rate}")
     samples = read_xyz_csv(csv_path, min_samples=2)
     windows, starts = cut_stream(samples, rate, seconds=meta["seconds"],
                                  sample_rate=meta["sample_rate"], overlap=meta["overlap"])
-    probabilities = class_probabilities(classifier, windows)
+    probabilities = class_probabilities(classifier, frontend, windows)
     chosen = probabilities.argmax(axis=-1)
     return [Prediction(float(start), float(start + meta["seconds"]), meta["classes"][c],
                        float(p[c])) for start, c, p in zip(starts, chosen, probabilities)], meta

@@ -101,7 +101,7 @@ def write_table_ii(results: Sequence[str | os.PathLike], out_dir: str | os.PathL
 
 def plot_f1_vs_shots(record: dict, path: str | os.PathLike) -> None:
     """Mean macro-F1 ± std against shots per class, a line per encoder and mode."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.8))
     for mode, by_encoder in record["results"].items():
         for name, by_n in by_encoder.items():
@@ -111,16 +111,20 @@ def plot_f1_vs_shots(record: dict, path: str | os.PathLike) -> None:
             label = name if len(record["results"]) == 1 else f"{name}, {mode}"
             axes.errorbar(shots, means, yerr=stds, marker="o", capsize=3, label=label,
                           linestyle="-" if mode == "linear" else "--")
+    ticks = sorted({int(n) for by_encoder in record["results"].values()
+                    for by_n in by_encoder.values() for n in by_n})
     axes.set(xscale="log", xlabel="labelled windows per class", ylabel="macro-F1 (%)",
              title=record["dataset"])
+    axes.set_xticks(ticks, [str(n) for n in ticks])
+    axes.minorticks_off()
     axes.legend(fontsize=7)
-    _save(plt, figure, path)
+    save_figure(plt, figure, path)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
                    path: str | os.PathLike, *, title: str) -> None:
     """Test windows by true class (rows) and predicted class (columns), counts annotated."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(confusion)
     figure, axes = plt.subplots(figsize=(1.2 + 0.8 * len(classes), 1.0 + 0.8 * len(classes)))
     axes.imshow(counts, cmap="Blues")
@@ -131,10 +135,11 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
              ylabel="true", title=title)
     axes.set_xticklabels(classes, rotation=45, ha="right")
     axes.set_yticklabels(classes)
-    _save(plt, figure, path)
+    save_figure(plt, figure, path)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,7 +148,7 @@ def _pyplot():
     return plt
 
 
-def _save(plt, figure, path: str | os.PathLike) -> None:
+def save_figure(plt, figure, path: str | os.PathLike) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

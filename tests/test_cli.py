@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from img2imu_jax import cli, demo
+from img2imu_jax import cli
 
 
 @pytest.fixture
@@ -68,27 +68,6 @@ def test_console_script_help():
     result = subprocess.run([str(script), "spectrogram", "--help"], capture_output=True,
                             text=True, check=True)
     assert "--sample-rate" in result.stdout and "--size" in result.stdout
-
-
-def test_demo_renders_the_reference_window_and_compares(reference_dir, tmp_path, monkeypatch):
-    monkeypatch.chdir(reference_dir)
-    summary = demo.run(tmp_path)
-    assert Path(summary["image"]).is_file() and Path(summary["side_by_side"]).is_file()
-    with Image.open(summary["augment_grid"]) as grid:
-        assert grid.size[1] == 2 * 96 + 2  # the photo's row and the spectrogram's
-    assert min(summary["pearson_rgb"]) >= 0.99
-
-
-def test_demo_on_a_given_window(window_csv, tmp_path, capsys):
-    assert cli.main(["demo", "--workdir", str(tmp_path / "d"), "--input", str(window_csv)]) == 0
-    assert (tmp_path / "d" / "walk_spectrogram.png").is_file()
-    assert "walk_spectrogram.png" in capsys.readouterr().out
-
-
-def test_demo_without_reference_says_what_to_do(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # no shared/reference above a temporary folder
-    assert cli.main(["demo", "--workdir", str(tmp_path / "d")]) == 1
-    assert "pass --input" in capsys.readouterr().err
 
 
 def test_augment_grid_on_a_photo_and_a_spectrogram(window_csv, tmp_path, capsys):

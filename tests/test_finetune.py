@@ -37,6 +37,10 @@ def test_the_paper_schedule():
     assert float(schedule(30)) == pytest.approx(1e-5)
     assert float(schedule(150)) == pytest.approx(1e-6)
     assert 1e-6 < float(schedule(90)) < 1e-5
+    stretched = linear_schedule(steps_per_epoch=2, epochs=100, peak=1e-3)  # same shape
+    assert float(stretched(0)) == pytest.approx(1e-6, rel=1e-4)
+    assert float(stretched(40)) == pytest.approx(1e-3, rel=1e-4)  # a fifth of the epochs
+    assert float(stretched(200)) == pytest.approx(1e-4, rel=1e-4)
 
 
 def test_a_linear_head_separates_separable_features():
@@ -75,11 +79,11 @@ def test_the_protocol_scores_every_fold_and_keeps_the_best_model(encoder):
     windows = tones()
     grid = ((32, 28), (64, 60))
     full = FullFinetune(head_epochs=2, epochs=2, batch_size=4)
-    result, models = evaluate(encoder, windows, modes=("linear", "finetune"), shots=(1, 4),
+    result, models = evaluate(encoder, windows, modes=("linear", "finetune"), shots=(2, 4),
                               folds=3, grid=grid, epochs=3, full=full)
     tested = sum(len(fold.test) for fold in subject_folds(windows, folds=3))
     for mode in ("linear", "finetune"):
-        assert set(result[mode]) == {1, 4}
+        assert set(result[mode]) == {2, 4}
         for summary in result[mode].values():
             assert len(summary["f1"]) == 3 and all(0.0 <= f <= 1.0 for f in summary["f1"])
             assert summary["mean"] == pytest.approx(np.mean(summary["f1"]))
@@ -91,7 +95,7 @@ def test_the_protocol_scores_every_fold_and_keeps_the_best_model(encoder):
         assert best["test_f1"] == result[mode][4]["f1"][best["fold"]]
     # linear heads select the setting; the full fine-tune uses the same one
     assert result["finetune"][4]["settings"] == result["linear"][4]["settings"]
-    again, _ = evaluate(encoder, windows, modes=("linear",), shots=(1, 4), folds=3, grid=grid,
+    again, _ = evaluate(encoder, windows, modes=("linear",), shots=(2, 4), folds=3, grid=grid,
                         epochs=3)
     assert again["linear"] == result["linear"]
     with pytest.raises(ValueError, match="modes must be among"):
@@ -124,24 +128,24 @@ def test_sgd_head_follows_momentum_sgd_on_the_softmax_gradient():
 
 
 def test_full_network_step_is_one_sgd_step_of_the_whole_classifier(encoder):
-    from img2imu_jax.classifier import Classifier
+    from img2imu_jax.classifier import Classifier, Frontend
     from img2imu_jax.finetune import train_network
 
     windows = tones(subjects=2, per_subject=4)
-    settings = dict(sample_rate=50.0, nfft=32, noverlap=28)
-    model = Classifier(nnx.clone(encoder), 2, rngs=nnx.Rngs(1), **settings)
+    images = Frontend(50.0, 32, 28).images(windows.samples)
+    model = Classifier(nnx.clone(encoder), 2, rngs=nnx.Rngs(1))
     reference = nnx.clone(model)
     reference.train()
 
     def loss_fn(module):
-        logits = module(jnp.asarray(windows.samples))
+        logits = module(images)
         return optax.softmax_cross_entropy_with_integer_labels(logits, windows.labels).mean()
 
     grads = nnx.grad(loss_fn)(reference)  # updates reference's BatchNorm statistics too
     expected = jax.tree.map(lambda p, g: p - 0.05 * g, nnx.state(reference, nnx.Param),
                             nnx.state(grads))
-    train_network(model, windows.samples, windows.labels, seed=0, epochs=1,
-                  learning_rate=0.05, batch_size=len(windows))
+    train_network(model, images, windows.labels, seed=0, epochs=1, learning_rate=0.05,
+                  batch_size=len(windows))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  nnx.state(model, nnx.Param), expected)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
@@ -152,18 +156,23 @@ def test_full_network_step_is_one_sgd_step_of_the_whole_classifier(encoder):
 
 
 def test_a_saved_classifier_loads_to_the_same_function(encoder, tmp_path):
-    from img2imu_jax.classifier import (Classifier, class_probabilities, load_classifier,
-                                        save_classifier)
+    from img2imu_jax.classifier import (Classifier, Frontend, class_probabilities,
+                                        load_classifier, save_classifier)
 
     windows = tones(subjects=1, per_subject=6).samples
-    model = Classifier(encoder, 3, sample_rate=50.0, nfft=64, noverlap=56, rngs=nnx.Rngs(3))
-    expected = class_probabilities(model, windows)
-    save_classifier(tmp_path / "clf", model, {"classes": ["a", "b", "c"]})
-    save_classifier(tmp_path / "clf", model, {"classes": ["a", "b", "c"]})  # replaces
-    loaded, meta = load_classifier(tmp_path / "clf")
-    assert (meta["nfft"], meta["noverlap"], meta["width"], meta["classes"]) == (64, 56, 8,
-                                                                              ["a", "b", "c"])
-    np.testing.assert_allclose(class_probabilities(loaded, windows), expected, atol=1e-6)
+    model = Classifier(encoder, 3, rngs=nnx.Rngs(3))
+    frontend = Frontend(50.0, 64, 56)
+    expected = class_probabilities(model, frontend, windows)
+    manual = jax.nn.softmax(model(normalize_imagenet(spectrogram_image(
+        jnp.asarray(windows), sample_rate=50.0, nfft=64, noverlap=56))))
+    np.testing.assert_allclose(expected, manual, rtol=1e-4, atol=1e-6)
+    save_classifier(tmp_path / "clf", model, frontend, {"classes": ["a", "b", "c"]})
+    save_classifier(tmp_path / "clf", model, frontend, {"classes": ["a", "b", "c"]})  # replaces
+    loaded, loaded_frontend, meta = load_classifier(tmp_path / "clf")
+    assert loaded_frontend == frontend
+    assert (meta["width"], meta["classes"]) == (8, ["a", "b", "c"])
+    np.testing.assert_allclose(class_probabilities(loaded, loaded_frontend, windows), expected,
+                               atol=1e-6)
     with pytest.raises(ValueError, match="not a saved classifier"):
         load_classifier(tmp_path)
 
@@ -180,7 +189,7 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
 
     from img2imu_jax import cli
     from img2imu_jax.checkpoint import Checkpointer
-    from img2imu_jax.finetune import _encoder
+    from img2imu_jax.finetune import load_encoder
     from img2imu_jax.config import finetune_base_config
 
     saved = ResNet(18, width=8, rngs=nnx.Rngs(7))
@@ -190,7 +199,7 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
     checkpoints.close()
     config = finetune_base_config()
     config.model.width = 8
-    restored = _encoder(config, str(tmp_path / "pre" / "checkpoints"))
+    restored = load_encoder(config, str(tmp_path / "pre" / "checkpoints"))
     jax.tree.map(np.testing.assert_array_equal, nnx.state(restored), nnx.state(saved))
 
     configs = Path(__file__).resolve().parents[1] / "configs"
