@@ -8,8 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from img2imu_jax import augment_grid, render
-from img2imu_jax.images.sources import bundled_photo_paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +171,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _spectrogram(args: argparse.Namespace) -> None:
+    from img2imu_jax import render  # JAX loads only when a command needs it: --help stays fast
+
     render.render_csv(args.input, args.output, sample_rate=args.sample_rate, nfft=args.nfft,
                       noverlap=args.noverlap, image_size=args.size)
     height, width = args.size
@@ -180,6 +180,9 @@ def _spectrogram(args: argparse.Namespace) -> None:
 
 
 def _augment_grid(args: argparse.Namespace) -> None:
+    from img2imu_jax import augment_grid, render
+    from img2imu_jax.images.sources import bundled_photo_paths
+
     photos = args.image
     if not photos and not args.window:
         photos = [p for p in bundled_photo_paths() if p.stem in ("grace_hopper", "chelsea")]

@@ -4,6 +4,7 @@ bit-identically after a real kill; SIGTERM saves and exits 0; config errors come
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,10 +274,10 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
 ):
     straight, _ = uninterrupted
     workdir = tmp_path / "diverged"
-    run_pretrain(workdir, "total_steps=2")
+    shutil.copytree(straight, workdir)  # a finished run, checkpoint 8, continued to step 10
     # A temperature below float32's normal range turns the logits into inf and the loss NaN.
-    process = run_pretrain(workdir, "total_steps=4", "temperature=1e-40", wait=False)
+    process = run_pretrain(workdir, "total_steps=10", "temperature=1e-40", wait=False)
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 1, output
-    assert "loss is nan at step 3" in output
-    assert final_state(workdir)[0] == 2
+    assert "loss is nan at step 9" in output
+    assert final_state(workdir)[0] == 8
