@@ -55,7 +55,7 @@ class Checkpointer:
                  async_save: bool = True):
         if save_every < 1 or keep < 1:
             raise ValueError(f"save_every and keep must be >= 1; got {save_every} and {keep}")
-        self.directory = epath.Path(workdir) / CHECKPOINTS
+        self.directory = epath.Path(workdir).absolute() / CHECKPOINTS  # Orbax needs absolute
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -208,7 +208,7 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
     older encoder than asked for would change results without notice.
     """
     _require_shardings(abstract_encoder)
-    directory = epath.Path(checkpoint_dir)
+    directory = epath.Path(checkpoint_dir).absolute()
     steps = finished_steps(directory)
     if not steps:
         raise ValueError(f"no finished checkpoint in {directory} (expected WORKDIR/{CHECKPOINTS})")

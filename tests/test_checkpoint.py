@@ -275,3 +275,20 @@ def test_data_must_be_json(tmp_path):
         checkpoints.save(1, make_state(), {"position": np.int64(3)})
     assert checkpoints.latest_step() is None
     checkpoints.close()
+
+
+def test_relative_work_directories_save_and_restore(tmp_path, monkeypatch):
+    """`--workdir runs/x` is what users type; Orbax itself only takes absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    state = make_state(seed=3)
+    checkpoints = Checkpointer("runs/x", save_every=1)
+    checkpoints.save(1, state, DATA)
+    checkpoints.wait()
+    one = SingleDeviceSharding(jax.devices()[0])
+    step, restored, _ = checkpoints.restore(abstract_like(state, one))
+    checkpoints.close()
+    assert step == 1
+    target = abstract_like(state["model"]["encoder"], one)
+    encoder = restore_encoder(f"runs/x/{CHECKPOINTS}", target)
+    assert_same(encoder, state["model"]["encoder"], target)
+    assert (tmp_path / "runs" / "x" / CHECKPOINTS / "1").is_dir()
