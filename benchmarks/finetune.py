@@ -317,7 +317,7 @@ def measure_protocol(args: argparse.Namespace) -> dict[str, Any]:
     folds = args.folds or config.folds
     epochs = args.epochs or config.epochs
     nffts, gaps = ((config.grid_nfft, config.grid_gaps) if args.grid == "full" else SMALL_GRID)
-    grid = tuple((nfft, nfft - gap) for nfft in nffts for gap in gaps)
+    grid = finetune.spectrogram_grid(nffts, gaps)
     full = finetune.FullFinetune(**config.finetune)
     if args.finetune_epochs:
         full = finetune.FullFinetune(**(config.finetune.to_dict()

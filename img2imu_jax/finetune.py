@@ -34,8 +34,14 @@ from img2imu_jax.models.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
+
+def spectrogram_grid(nffts, gaps) -> tuple[tuple[int, int], ...]:
+    """`(nfft, noverlap)` for every nfft and every gap, noverlap = nfft - gap."""
+    return tuple((int(nfft), int(nfft) - int(gap)) for nfft in nffts for gap in gaps)
+
+
 # The paper's (v2) grid, searched per task on the validation subjects.
-SPECTROGRAM_GRID = tuple((nfft, nfft - d) for nfft in (32, 64, 128, 256) for d in (2, 4, 8, 16))
+SPECTROGRAM_GRID = spectrogram_grid((32, 64, 128, 256), (2, 4, 8, 16))
 
 # The paper's linear evaluation (v2 §IV-A): Adam, 50 epochs, batch 4, learning rate warmed
 # from 1e-8 to 1e-5 over 10 epochs, then cosine to 1e-6.
@@ -154,19 +160,6 @@ def _rates(schedule: optax.Schedule, epochs: int, steps: int) -> jax.Array:
     return rates.reshape(epochs, steps)
 
 
-def _minibatch_epochs(step, carry, n: int, rates: jax.Array, epoch_keys: jax.Array,
-                      batch_size: int):
-    """`carry = step(carry, indices, rate)` over every epoch's shuffled minibatches (the
-    remainder of each shuffle is left out, a different one each epoch)."""
-    def epoch(carry, inputs):
-        epoch_rates, key = inputs
-        steps = epoch_rates.shape[0]
-        order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
-        return jax.lax.scan(lambda c, b: (step(c, *b), None), carry, (order, epoch_rates))[0], None
-
-    return jax.lax.scan(epoch, carry, (rates, epoch_keys))[0]
-
-
 def _direction(optimizer: str, momentum: float) -> optax.GradientTransformation:
     if optimizer == "adam":
         return optax.scale_by_adam()
@@ -183,14 +176,21 @@ def _fit_head(params, x, y, rates, epoch_keys, batch_size: int, optimizer: str, 
         logits = xb @ params[0] + params[1]
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-    def step(carry, idx, rate):
+    def step(carry, batch):
         params, opt_state = carry
+        idx, rate = batch
         grads = jax.grad(loss_fn)(params, x[idx], y[idx])
         direction, opt_state = transform.update(grads, opt_state, params)
-        return jax.tree.map(lambda p, d: p - rate * d, params, direction), opt_state
+        return (jax.tree.map(lambda p, d: p - rate * d, params, direction), opt_state), None
+
+    def epoch(carry, inputs):  # shuffled minibatches; a different remainder left out each epoch
+        epoch_rates, key = inputs
+        steps = epoch_rates.shape[0]
+        order = jax.random.permutation(key, x.shape[0])[: steps * batch_size]
+        return jax.lax.scan(step, carry, (order.reshape(steps, batch_size), epoch_rates))[0], None
 
     carry = (params, transform.init(params))
-    return _minibatch_epochs(step, carry, x.shape[0], rates, epoch_keys, batch_size)[0]
+    return jax.lax.scan(epoch, carry, (rates, epoch_keys))[0][0]
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=(1, 2, 3))
@@ -371,7 +371,7 @@ def run(config, workdir: str | os.PathLike,
                            sample_rate=config.data.generic_sample_rate or None)
     windows = make_windows(dataset, seconds=config.data.seconds,
                            sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
-    grid = tuple((nfft, nfft - gap) for nfft in config.grid_nfft for gap in config.grid_gaps)
+    grid = spectrogram_grid(config.grid_nfft, config.grid_gaps)
     if encoders is None:
         encoders = {"random init": load_encoder(config, None)}
         if config.pretrained:
