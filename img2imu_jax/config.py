@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 import ml_collections
 
+from img2imu_jax.methods import METHODS
 from img2imu_jax.models.heads import PRESETS
 
-METHODS = ("moco", "simclr")
+MOCO_QUERY_BN = ("global", "groups")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
 
@@ -45,11 +46,18 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.out_features = 64  # the paper's MoCo dimension
     config.model.bf16 = False  # bf16 compute; parameters and optimizer state stay float32
 
-    config.method = "moco"  # 'moco' (InfoNCE against a queue) or 'simclr' (NT-Xent)
+    config.method = "moco"  # a module of img2imu_jax/methods: 'moco', 'simclr' or 'simsiam'
     config.temperature = 0.2
     config.moco = ml_collections.ConfigDict()
     config.moco.momentum = 0.999
     config.moco.queue_size = 4096
+    # Shuffle BN (methods/moco.py says why): the key encoder's BatchNorm statistics come from
+    # groups of bn_group_size shuffled examples; query_bn is 'global' or 'groups'.
+    config.moco.shuffle_bn = True
+    config.moco.bn_group_size = 32
+    config.moco.query_bn = "global"
+    config.simsiam = ml_collections.ConfigDict()
+    config.simsiam.predictor_features = 0  # the predictor's bottleneck; 0 = out_features // 4
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"  # 'adam', 'lars' or 'sgd'
@@ -166,7 +174,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not ok:
             raise ValueError(f"invalid config: {message}")
 
-    check(config.method in METHODS, f"method must be one of {METHODS}; got {config.method!r}")
+    check(config.method in METHODS,
+          f"method must be one of {', '.join(METHODS)}; got {config.method!r}")
     check(config.model.head in PRESETS,
           f"model.head must be one of {sorted(PRESETS)}; got {config.model.head!r}")
     check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
@@ -181,6 +190,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.method != "moco" or config.moco.queue_size >= config.batch_size,
           f"moco.queue_size {config.moco.queue_size} must hold at least one batch "
           f"({config.batch_size})")
+    check(config.moco.bn_group_size > 0,
+          f"moco.bn_group_size must be > 0; got {config.moco.bn_group_size}")
+    check(config.moco.query_bn in MOCO_QUERY_BN,
+          f"moco.query_bn must be one of {MOCO_QUERY_BN}; got {config.moco.query_bn!r}")
+    check(config.simsiam.predictor_features >= 0,
+          f"simsiam.predictor_features must be >= 0; got {config.simsiam.predictor_features}")
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")

@@ -150,3 +150,15 @@ def enqueue(
     ptr = jnp.asarray(ptr, jnp.int32)
     rows = (ptr + jnp.arange(n)) % size
     return queue.at[rows].set(keys, unique_indices=True), (ptr + n) % size
+
+
+def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
+    """SimSiam's D(p, z) = −cos(p, stop_gradient(z)), averaged over the batch.
+
+    The stop-gradient on the target `z` is what keeps SimSiam from collapsing (its §4.1); the
+    symmetric loss is `negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2`.
+    """
+    if p.ndim != 2 or p.shape != z.shape:
+        raise ValueError(f"p and z must both be [batch, dim]; got {p.shape}, {z.shape}")
+    z = lax.stop_gradient(z)
+    return -jnp.mean(jnp.sum(l2_normalize(p) * l2_normalize(z), axis=-1))

@@ -3,25 +3,26 @@
 The step is written as the per-device program — augment this device's images, encode both
 views, a loss whose negatives come from every device, gradients and BatchNorm statistics
 averaged over the `'data'` axis — and mapped over every device of every process with
-`jax.shard_map` under `jax.jit`, donating the state. Two methods share it:
+`jax.shard_map` under `jax.jit`, donating the state. The method (`img2imu_jax.methods`: `moco`,
+the paper's; `simclr`; `simsiam`) supplies the loss and its extra state; `setup()` builds the
+state and step once for the trainer, the tests and the benchmarks.
 
-- `moco` (the paper): the query encoder learns by InfoNCE against a queue of keys from a
-  momentum (EMA) key encoder; every device's keys enter the queue.
-- `simclr`: NT-Xent over both views of the global batch.
-
-The state is one pytree with the checkpoint's names: `model` (`encoder`, `head`), `opt_state`
-and `train` (step, root key, and for MoCo the key encoder and the queue). With the input
+The state is one pytree with the checkpoint's names: `model` (`encoder`, `head`, and SimSiam's
+`predictor`), `opt_state` and `train` (step, root key, and the method's extra state: for MoCo
+the key encoder and the queue). With the input
 position beside it in the checkpoint, a restarted run continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -39,7 +40,7 @@ from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
-from img2imu_jax.models import build_model
+from img2imu_jax.methods import Method, get_method
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
 from img2imu_jax.spectrogram import normalize_imagenet
 
@@ -68,22 +69,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
         image_size=tuple(config.data.image_size),
     ).records_per_epoch // local_batch)
     total_steps = config.total_steps or math.ceil(config.epochs * steps_per_epoch)
-    augment = make_augment(config.augment.spec, **dict(config.augment.params))
 
-    # ---- Model, optimizer and the initial state.
-    model = build(config)
-    schedule = optim.learning_rate_schedule(
-        config.optim.base_lr, batch_size=config.batch_size, scaling=config.optim.lr_scaling,
-        warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
-        total_steps=total_steps,
-    )
-    tx = optim.make_optimizer(config.optim.name, schedule,
-                              weight_decay=config.optim.weight_decay,
-                              momentum=config.optim.momentum)
-    state = jax.device_put(initial_state(config, model, tx), replicated)
-    step_fn = shard_step(
-        per_device_step(config, nnx.graphdef(model), tx, schedule, augment), mesh
-    )
+    # ---- Method, model, optimizer, the initial state and the step.
+    run = setup(config, mesh, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    state = run.state
 
     # ---- Restore, or start fresh.
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
@@ -104,11 +93,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
     )
     stop = _PreemptionWatch()
-    report = _Reporter(writer, workdir, config, total_steps)
+    report = _Reporter(writer, workdir, config, total_steps, run.method.progress)
     previous: tuple[int, dict] | None = None
     with ImageBatches(host, mesh) as batches:
         for step in range(start + 1, total_steps + 1):
-            state, device_metrics = step_fn(state, next(batches))
+            state, device_metrics = run.step_fn(state, next(batches))
             if previous is not None:  # the previous step's numbers, while this one runs
                 report(*previous)
             previous = (step, device_metrics)
@@ -128,41 +117,55 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     return report.last
 
 
-def build(config: ml_collections.ConfigDict) -> nnx.Module:
-    """The encoder + projection head the config describes, BatchNorm global over `'data'`."""
-    return build_model(
-        depth=config.model.depth, width=config.model.width, head=config.model.head,
-        head_layers=config.model.head_layers,
-        hidden_features=config.model.hidden_features or None,
-        out_features=config.model.out_features,
-        dtype=jnp.bfloat16 if config.model.bf16 else jnp.float32,
-        bn_axis_name=DATA_AXIS, rngs=nnx.Rngs(config.seed),
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything a pre-training needs before its first batch; `setup()` makes it."""
+
+    state: dict  # replicated on the mesh, named as the checkpoint stores it
+    step_fn: Callable  # jitted, donating: (state, images_uint8) -> (state, metrics)
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
+    graphdef: nnx.GraphDef
+    method: Method
+
+
+def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_per_epoch: int,
+          total_steps: int) -> Setup:
+    """The method, optimizer, schedule, initial state and compiled-on-first-call step that
+    `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share."""
+    method = get_method(config)
+    schedule = optim.learning_rate_schedule(
+        config.optim.base_lr, batch_size=config.batch_size, scaling=config.optim.lr_scaling,
+        warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
+        total_steps=total_steps,
     )
+    tx = optim.make_optimizer(config.optim.name, schedule,
+                              weight_decay=config.optim.weight_decay,
+                              momentum=config.optim.momentum)
+    augment = make_augment(config.augment.spec, **dict(config.augment.params))
+    state = jax.device_put(initial_state(config, method, tx),
+                           NamedSharding(mesh, PartitionSpec()))
+    step_fn = shard_step(per_device_step(method, tx, schedule, augment), mesh)
+    return Setup(state=state, step_fn=step_fn, schedule=schedule, tx=tx,
+                 graphdef=method.graphdef, method=method)
 
 
 def initial_state(
-    config: ml_collections.ConfigDict, model: nnx.Module, tx: optax.GradientTransformation
+    config: ml_collections.ConfigDict, method: Method, tx: optax.GradientTransformation
 ) -> dict:
     """The whole training state as one pytree, named as the checkpoint stores it."""
+    model = method.build()
     train = {
         "step": jnp.zeros((), jnp.int32),
         "key": jax.random.key_data(jax.random.key(config.seed)),
+        **method.init_extra(model),
     }
-    if config.method == "moco":
-        queue = jax.random.normal(jax.random.key(config.seed + 1),
-                                  (config.moco.queue_size, config.model.out_features))
-        train.update(
-            key_model=jax.tree.map(jnp.copy, nnx.state(model)),
-            queue=losses.l2_normalize(queue),
-            queue_ptr=jnp.zeros((), jnp.int32),
-        )
     return {"model": nnx.state(model), "opt_state": tx.init(nnx.state(model, nnx.Param)),
             "train": train}
 
 
 def per_device_step(
-    config: ml_collections.ConfigDict,
-    graphdef: nnx.GraphDef,
+    method: Method,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     augment,
@@ -172,7 +175,8 @@ def per_device_step(
     Run it under `shard_step` (or `jax.pmap` with axis name `'data'`): collectives name the
     axis, so negatives, gradients and BatchNorm statistics cover the global batch.
     `augment(key, images, indices)` gets each example's global index, so views do not depend
-    on how the batch is split.
+    on how the batch is split. The method supplies the loss and its extra state; this step
+    does the rest the same way for every method.
     """
 
     def step_fn(state: dict, images: jax.Array) -> tuple[dict, dict]:
@@ -185,49 +189,27 @@ def per_device_step(
         view_a = normalize_imagenet(augment(jax.random.fold_in(key, 0), pixels, indices))
         view_b = normalize_imagenet(augment(jax.random.fold_in(key, 1), pixels, indices))
         params, batch_stats = nnx.split_state(state["model"], nnx.Param, nnx.BatchStat)
-
-        if config.method == "moco":  # keys from the momentum encoder: no gradient flows there
-            key_params, key_stats = nnx.split_state(train_state["key_model"], nnx.Param,
-                                                    nnx.BatchStat)
-            key_net = nnx.merge(graphdef, key_params, key_stats)
-            key_net.train()
-            _, keys = key_net(view_b)
-            keys = jax.lax.stop_gradient(keys)
+        extra = {name: value for name, value in train_state.items()
+                 if name not in ("step", "key")}
 
         def loss_fn(trainable):
-            # Fresh BatchStat variables in this trace, where BatchNorm updates them.
-            net = nnx.merge(graphdef, trainable, jax.tree.map(jnp.asarray, batch_stats))
-            net.train()
-            if config.method == "simclr":
-                _, z = net(jnp.concatenate([view_a, view_b]))
-                loss, top1 = losses.nt_xent(z[:n], z[n:], config.temperature,
-                                            axis_name=DATA_AXIS)
-            else:
-                _, queries = net(view_a)
-                loss, top1 = losses.info_nce(queries, keys, train_state["queue"],
-                                             config.temperature)
-            return loss, (top1, nnx.state(net, nnx.BatchStat))
+            loss, metrics, aux, stats = method.loss(trainable, batch_stats, view_a, view_b,
+                                                    extra, jax.random.fold_in(key, 2))
+            return loss, (metrics, aux, stats)
 
-        (loss, (top1, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        (loss, (method_metrics, aux, new_stats)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(params)
         # pmap semantics (shard_step turns off check_vma): each device differentiates its own
         # loss, autodiff through the all_gathers adds the other devices' terms, and the mean
         # over devices is the gradient of the global loss.
         grads = jax.lax.pmean(grads, DATA_AXIS)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
-        new_train = dict(train_state, step=step + 1)
-        if config.method == "moco":
-            m = config.moco.momentum
-            new_key_params = jax.tree.map(lambda k, q: m * k + (1 - m) * q, key_params,
-                                          new_params)
-            new_train["key_model"] = nnx.merge_state(new_key_params,
-                                                     nnx.state(key_net, nnx.BatchStat))
-            new_train["queue"], new_train["queue_ptr"] = losses.enqueue(
-                train_state["queue"], train_state["queue_ptr"], keys, axis_name=DATA_AXIS
-            )
+        new_train = {"step": step + 1, "key": train_state["key"],
+                     **method.after_update(extra, new_params, aux)}
         metrics = {
             "loss": jax.lax.pmean(loss, DATA_AXIS),
-            "contrastive_top1": jax.lax.pmean(top1, DATA_AXIS),
+            **{name: jax.lax.pmean(value, DATA_AXIS) for name, value in method_metrics.items()},
             "learning_rate": schedule(step),
             "grad_norm": optax.global_norm(grads),
         }
@@ -291,8 +273,10 @@ class _Reporter:
     """Checks every step's loss (one step behind, so the device never waits) and logs every
     `log_every` steps: TensorBoard, `metrics.jsonl` and a progress line on process 0."""
 
-    def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int):
+    def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int,
+                 progress: tuple[tuple[str, str], ...]):
         self.writer, self.workdir, self.total = writer, workdir, total
+        self.progress = progress  # the method's (metric, label) pairs
         self.log_every = config.log_every
         self.timer = _StepTimer(config.batch_size, jax.device_count())
         self.last: dict[str, float] = {}
@@ -318,9 +302,9 @@ class _Reporter:
             left = int(metrics["step_time_s"] * (self.total - step))
             speed = (f", {metrics['images_per_s_per_device']:.0f} img/s/device, ETA "
                      f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-        print(f"step {step}/{self.total}: loss {metrics['loss']:.4f}, top-1 "
-              f"{metrics['contrastive_top1']:.3f}, lr {metrics['learning_rate']:.2e}{speed}",
-              flush=True)
+        shown = "".join(f", {label} {metrics[name]:.3f}" for name, label in self.progress)
+        print(f"step {step}/{self.total}: loss {metrics['loss']:.4f}{shown}, lr "
+              f"{metrics['learning_rate']:.2e}{speed}", flush=True)
 
 
 class _PreemptionWatch:

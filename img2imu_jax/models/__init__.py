@@ -3,7 +3,7 @@
 `ContrastiveModel`'s attribute names are the checkpoint layout: `nnx.state(model)` has exactly
 the top-level keys `encoder` and `head`, saved as `model/encoder` and `model/head`. The
 fine-tune loop restores `model/encoder` alone, so renaming either attribute breaks every
-existing checkpoint.
+existing checkpoint. Methods with a predictor (SimSiam) add a third key, `predictor`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from img2imu_jax.models.heads import PRESETS, ProjectionHead, projection_head
+from img2imu_jax.models.heads import PRESETS, Predictor, ProjectionHead, projection_head
 from img2imu_jax.models.resnet import ResNet
 
 
 __all__ = [
     "PRESETS",
     "ContrastiveModel",
+    "Predictor",
     "ProjectionHead",
     "ResNet",
     "build_model",
@@ -33,9 +34,11 @@ class ContrastiveModel(nnx.Module):
     see bfloat16.
     """
 
-    def __init__(self, encoder: ResNet, head: ProjectionHead):
+    def __init__(self, encoder: ResNet, head: ProjectionHead, predictor: Predictor | None = None):
         self.encoder = encoder
         self.head = head
+        if predictor is not None:  # only then does the state have a `predictor` key
+            self.predictor = predictor
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         features = self.encoder(x)
@@ -54,12 +57,14 @@ def build_model(
     dtype=jnp.float32,
     bn_axis_name: str | None = None,
     bn_momentum: float = 0.9,
+    predictor_features: int = 0,
     rngs: nnx.Rngs,
 ) -> ContrastiveModel:
     """A `ContrastiveModel` from config values; parameters are always float32.
 
     `head` is 'simclr' (BN MLP) or 'mocov2' (plain MLP). `hidden_features` of None or 0 means
-    the encoder's feature width. `dtype` may be a name such as 'bfloat16'.
+    the encoder's feature width. `dtype` may be a name such as 'bfloat16'. A
+    `predictor_features` > 0 adds SimSiam's predictor with that bottleneck width.
     """
     if head not in PRESETS:
         raise ValueError(f"model head must be one of {sorted(PRESETS)}; got {head!r}")
@@ -83,4 +88,8 @@ def build_model(
         bn_momentum=bn_momentum,
         rngs=rngs,
     )
-    return ContrastiveModel(encoder, projection)
+    predictor = None
+    if predictor_features:
+        predictor = Predictor(out_features, hidden_features=predictor_features, dtype=dtype,
+                              bn_axis_name=bn_axis_name, bn_momentum=bn_momentum, rngs=rngs)
+    return ContrastiveModel(encoder, projection, predictor)

@@ -9,6 +9,9 @@ Two recipes, chosen by `batch_norm`:
   from N(0, 0.01²) as there.
 - MoCo v2 (`batch_norm=False`, facebookresearch/moco `--mlp`): Linear(+bias) → ReLU → … →
   Linear(+bias), with PyTorch's default Linear initialisation since MoCo is PyTorch code.
+
+`Predictor` is SimSiam's prediction MLP h (facebookresearch/simsiam `builder.py`), which sits
+after the projection head of the online branch only.
 """
 
 from __future__ import annotations
@@ -98,6 +101,35 @@ class ProjectionHead(nnx.Module):
             if i < last:
                 x = nnx.relu(x)
         return x
+
+
+class Predictor(nnx.Module):
+    """SimSiam's predictor h: bias-free Linear → BatchNorm → ReLU → Linear(+bias), `features`
+    → `hidden_features` → `features`; a bottleneck (SimSiam's 2048 → 512 → 2048) with
+    PyTorch's default initialisation, as the official code."""
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        hidden_features: int,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        bn_axis_name: str | None = None,
+        bn_momentum: float = 0.9,
+        rngs: nnx.Rngs,
+    ):
+        linear = dict(kernel_init=TORCH_KERNEL_INIT, dtype=dtype, param_dtype=param_dtype,
+                      rngs=rngs)
+        self.reduce = nnx.Linear(features, hidden_features, use_bias=False, **linear)
+        self.norm = nnx.BatchNorm(hidden_features, momentum=bn_momentum, epsilon=1e-5,
+                                  dtype=dtype, param_dtype=param_dtype, axis_name=bn_axis_name,
+                                  rngs=rngs)
+        self.expand = nnx.Linear(hidden_features, features,
+                                 bias_init=_torch_bias_init(hidden_features), **linear)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.expand(nnx.relu(self.norm(self.reduce(z))))
 
 
 # kind → (BatchNorm MLP?, default layers): SimCLR v2's 3-layer BN MLP, MoCo v2's `--mlp`.

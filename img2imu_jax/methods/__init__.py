@@ -1,0 +1,93 @@
+"""Pre-training methods as plug-ins: one module per method, found by its file name.
+
+`config.method` names a module here (`moco`, `simclr`, `simsiam`); the module's `METHOD` is a
+`Method` subclass. The shared step (`pretrain.per_device_step`) augments two views, calls
+`Method.loss` under `jax.value_and_grad`, averages the gradients over `'data'`, applies the
+optimizer and then `Method.after_update`; it never asks which method it runs.
+
+Adding a method is one new file and a config. BYOL, say, would be `methods/byol.py` with a
+`Byol(Method)` whose `build` adds the predictor (as SimSiam's does), whose `init_extra` holds
+the target network (as MoCo's holds its key encoder), whose `loss` is the regression loss
+and whose `after_update` is the EMA, plus `configs/byol.py` setting `method = "byol"` and a
+`config.byol` section with its keys (the EMA rate).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from img2imu_jax.models import build_model
+from img2imu_jax.parallel import DATA_AXIS
+
+METHODS = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__)
+                       if not info.name.startswith("_")))
+
+Metrics = dict[str, jax.Array]
+
+
+class Method:
+    """What a pre-training method adds to the shared step; subclasses override what they need.
+
+    - `build()`: the online network, whose `Param`s the optimizer trains and whose state is
+      `model/...` in the checkpoint.
+    - `init_extra(model)`: extra training state (key encoder, queue…), stored flat in
+      `train/...` beside `step` and `key`, so its names are the checkpoint's.
+    - `loss(params, batch_stats, view_a, view_b, extra, key)`: the per-device loss of the two
+      views; returns `(loss, metrics, aux, new_batch_stats)`. Gradients flow into `params`
+      only. `metrics` are per-device values the step averages over `'data'`; `aux` goes to
+      `after_update`. Collectives name `'data'`.
+    - `after_update(extra, params, aux)`: the new extra state, given the updated parameters.
+
+    `progress` lists the metrics of the progress line as `(name, label)`.
+    """
+
+    progress: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.graphdef = nnx.graphdef(nnx.eval_shape(self.build))
+
+    def build(self, *, bn_axis_name: str | None = DATA_AXIS) -> nnx.Module:
+        return build(self.config, bn_axis_name=bn_axis_name)
+
+    def init_extra(self, model: nnx.Module) -> dict:
+        return {}
+
+    def loss(self, params: nnx.State, batch_stats: nnx.State, view_a: jax.Array,
+             view_b: jax.Array, extra: dict, key: jax.Array
+             ) -> tuple[jax.Array, Metrics, object, nnx.State]:
+        raise NotImplementedError
+
+    def after_update(self, extra: dict, params: nnx.State, aux: object) -> dict:
+        return extra
+
+
+def build(
+    config: ml_collections.ConfigDict, *, bn_axis_name: str | None = DATA_AXIS,
+    predictor_features: int = 0,
+) -> nnx.Module:
+    """The encoder + projection head the config describes, BatchNorm global over `'data'`
+    (`bn_axis_name=None`: over whatever batch each call sees)."""
+    return build_model(
+        depth=config.model.depth, width=config.model.width, head=config.model.head,
+        head_layers=config.model.head_layers,
+        hidden_features=config.model.hidden_features or None,
+        out_features=config.model.out_features,
+        dtype=jnp.bfloat16 if config.model.bf16 else jnp.float32,
+        bn_axis_name=bn_axis_name, predictor_features=predictor_features,
+        rngs=nnx.Rngs(config.seed),
+    )
+
+
+def get_method(config: ml_collections.ConfigDict) -> Method:
+    """The configured method; `.build()` makes its initial network, `.graphdef` its layout."""
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; known methods: {', '.join(METHODS)}")
+    module = importlib.import_module(f"{__name__}.{config.method}")
+    return module.METHOD(config)

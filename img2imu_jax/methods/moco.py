@@ -1,0 +1,88 @@
+"""MoCo (the paper's method): InfoNCE of queries against keys from a momentum encoder and a
+queue of earlier keys; every device's keys enter the queue.
+
+BatchNorm. Every negative comes from the queue (earlier batches) and only the positive from
+the current batch, so if queries and keys were normalised with the same batch's statistics,
+that batch's signature would single out the positive: a shortcut, which MoCo's authors answer
+with Shuffle BN (facebookresearch/moco issue 46: "SyncBN is not sufficient in the case of
+MoCo"). With `moco.shuffle_bn` (the default) the key encoder runs the global batch in a random
+order shared by every device, in ghost groups of `moco.bn_group_size` consecutive shuffled
+examples, each group with its own statistics (`batchnorm.apply_shuffled`); on several devices
+this is MoCo's cross-device shuffle, on one device the same groups. `shuffle_bn=False` gives
+the key encoder global BN, the step before Shuffle BN existed, for the ablation.
+
+`moco.bn_group_size` defaults to 32: MoCo's own BN batch (256 images over 8 GPUs), and the
+paper's batch of 256 makes 8 groups. A group larger than the per-device batch is clipped to it.
+
+`moco.query_bn` is what the query encoder uses: 'global' (BN over the global batch, as the
+rest of the project) or 'groups' (ghost groups of `bn_group_size` consecutive unshuffled
+examples, MoCo's per-GPU BN). Chosen by measurement; see the module's end for the numbers.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from img2imu_jax import losses
+from img2imu_jax.batchnorm import apply_global, apply_in_groups, apply_shuffled
+from img2imu_jax.methods import Method
+from img2imu_jax.parallel import DATA_AXIS
+
+
+def _project(net: nnx.Module, images: jax.Array) -> jax.Array:
+    return net(images)[1]
+
+
+class MoCo(Method):
+    progress = (("contrastive_top1", "top-1"),)
+
+    def __init__(self, config):
+        super().__init__(config)
+        # The same network with per-call BatchNorm statistics, for the ghost groups.
+        self.grouped_graphdef = nnx.graphdef(
+            nnx.eval_shape(lambda: self.build(bn_axis_name=None)))
+
+    def init_extra(self, model):
+        config = self.config
+        queue = jax.random.normal(jax.random.key(config.seed + 1),
+                                  (config.moco.queue_size, config.model.out_features))
+        return {"key_model": jax.tree.map(jnp.copy, nnx.state(model)),
+                "queue": losses.l2_normalize(queue), "queue_ptr": jnp.zeros((), jnp.int32)}
+
+    def group_size(self, per_device_batch: int) -> int:
+        return min(self.config.moco.bn_group_size, per_device_batch)
+
+    def loss(self, params, batch_stats, view_a, view_b, extra, key):
+        moco = self.config.moco
+        groups = self.group_size(view_a.shape[0])
+        # Keys from the momentum encoder: nothing here depends on `params`, so no gradient.
+        key_params, key_stats = nnx.split_state(extra["key_model"], nnx.Param, nnx.BatchStat)
+        if moco.shuffle_bn:
+            keys, new_key_stats = apply_shuffled(self.grouped_graphdef, key_params, key_stats,
+                                                 view_b, _project, groups, key, DATA_AXIS)
+        else:
+            keys, new_key_stats = apply_global(self.graphdef, key_params, key_stats, view_b,
+                                               _project)
+        keys = jax.lax.stop_gradient(keys)
+        if moco.query_bn == "groups":
+            queries, stats = apply_in_groups(self.grouped_graphdef, params, batch_stats, view_a,
+                                             _project, groups, DATA_AXIS)
+        else:
+            queries, stats = apply_global(self.graphdef, params, batch_stats, view_a, _project)
+        loss, top1 = losses.info_nce(queries, keys, extra["queue"], self.config.temperature)
+        return loss, {"contrastive_top1": top1}, (keys, new_key_stats), stats
+
+    def after_update(self, extra, params, aux):
+        keys, key_stats = aux
+        m = self.config.moco.momentum
+        key_params = nnx.split_state(extra["key_model"], nnx.Param, nnx.BatchStat)[0]
+        key_params = jax.tree.map(lambda k, q: m * k + (1 - m) * q, key_params, params)
+        queue, queue_ptr = losses.enqueue(extra["queue"], extra["queue_ptr"], keys,
+                                          axis_name=DATA_AXIS)
+        return {"key_model": nnx.merge_state(key_params, key_stats), "queue": queue,
+                "queue_ptr": queue_ptr}
+
+
+METHOD = MoCo
