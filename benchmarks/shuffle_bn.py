@@ -61,7 +61,8 @@ def main() -> None:
                                                    *VARIANTS[name]])
             workdir = Path(scratch) / name
             train(config, workdir)
-            rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+            lines = (workdir / "metrics.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines]
             times = [r["step_time_s"] for r in rows[2:] if "step_time_s" in r]
             results[name] = {
                 "steps": [r["step"] for r in rows], "loss": [r["loss"] for r in rows],

@@ -1,9 +1,9 @@
 """SimSiam as the paper's baseline (Table II, "official implementation and settings, with its
 own augmentations"): facebookresearch/simsiam's ImageNet recipe on the paper's ResNet-18 and
-96 × 128 images. Projector: 3 bias-free Linear + BN layers to 2048 (SimSiam's output BN has no
-scale; ours keeps one, as the SimCLR head); predictor 2048 → 512 → 2048; SGD, lr 0.05 × batch/256,
-momentum 0.9, weight decay 1e-4, cosine, no warm-up; MoCo v2's augmentations, which SimSiam
-uses. Epochs as the paper's pre-training (40) so the baselines share a budget.
+96 × 128 images. Projector: 3 bias-free Linear + BN layers to 2048 (SimSiam's output BN has
+no scale; ours keeps one, as the SimCLR head); predictor 2048 → 512 → 2048; SGD, lr 0.05 ×
+batch/256, momentum 0.9, weight decay 1e-4, cosine, no warm-up; MoCo v2's augmentations,
+which SimSiam uses. Epochs as the paper's pre-training (40) so the baselines share a budget.
 
     img2imu pretrain --config configs/simsiam.py --workdir runs/simsiam \\
         --config.data.dataset=imagenet2012_96x128 --config.data.data_dir=PREPARED

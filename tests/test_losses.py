@@ -350,3 +350,24 @@ def test_enqueue_keeps_dtype_and_blocks_gradients():
 def test_enqueue_rejects_batch_larger_than_queue():
     with pytest.raises(ValueError, match="cannot enqueue 5 keys"):
         enqueue(jnp.zeros((4, 2)), 0, jnp.ones((5, 2)))
+
+
+def test_negative_cosine_matches_reference_and_blocks_the_targets_gradient():
+    rng = np.random.default_rng(5)
+    p, z = rng.normal(size=(2, 12, 8)).astype(np.float32)
+    expected = -np.mean(np.sum(_unit(p) * _unit(z), axis=1))
+    np.testing.assert_allclose(jax.jit(losses.negative_cosine)(p, z), expected, rtol=1e-5)
+    grad_p, grad_z = jax.grad(losses.negative_cosine, argnums=(0, 1))(p, z)
+    assert np.abs(grad_p).max() > 1e-3 and not np.any(grad_z)
+
+
+def test_simsiam_output_std_is_one_for_gaussian_outputs_and_zero_when_collapsed():
+    from img2imu_jax.methods.simsiam import output_std
+
+    on_one_device = jax.jit(jax.shard_map(output_std, mesh=data_mesh(), in_specs=P(DATA_AXIS),
+                                          out_specs=P(), check_vma=False))
+    gaussian = np.random.default_rng(6).normal(size=(4096, 64)).astype(np.float32)
+    # √d × per-channel std of unit vectors spread like a Gaussian: 1 up to O(1/d).
+    assert abs(float(on_one_device(gaussian)) - 1.0) < 0.02
+    collapsed = np.tile(gaussian[:1], (4096, 1)) + 1e-4 * gaussian
+    assert float(on_one_device(collapsed)) < 0.01

@@ -16,53 +16,53 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from img2imu_jax import cli, optim
+from img2imu_jax import cli
 from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.config import load_config
+from img2imu_jax.methods import build
 from img2imu_jax.parallel import data_mesh
-from img2imu_jax.pretrain import build, initial_state, per_device_step, shard_step
+from img2imu_jax.pretrain import per_device_step, setup, shard_step
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
          "data.shuffle_buffer=32"]
 
 
-def small_config(method: str, optimizer: str = "sgd"):
+def small_config(method: str, optimizer: str = "sgd", *extra: str):
     overrides = SMALL + [f"method={method}", f"optim.name={optimizer}", "optim.base_lr=0.1",
-                         "model.head=" + ("simclr" if method == "simclr" else "mocov2")]
+                         "model.head=" + ("mocov2" if method == "moco" else "simclr"), *extra]
     return load_config(CONFIGS / "demo.py", overrides)
 
 
-def one_step(config, mesh, images):
-    model = build(config)
-    schedule = optim.learning_rate_schedule(config.optim.base_lr, batch_size=config.batch_size,
-                                            scaling="none", warmup_steps=0, total_steps=10)
-    tx = optim.make_optimizer(config.optim.name, schedule, momentum=0.9)
-    step = per_device_step(config, nnx.graphdef(model), tx, schedule,
-                           make_augment(config.augment.spec))
-    state = jax.device_put(initial_state(config, model, tx),
-                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    return step, state
+def one_step(config, mesh):
+    return setup(config, mesh, steps_per_epoch=5, total_steps=10)
 
 
 def images(n=16, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 48, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco"])
-def test_eight_devices_equal_one_device(method):
-    config = small_config(method)
-    batch = images()
+# MoCo with Shuffle BN: one global permutation, ghost groups of 4 (a batch of 32 gives every
+# device of 8 one group); without it, global BN as before Shuffle BN existed.
+@pytest.mark.parametrize("method, extra", [
+    ("simclr", ()),
+    ("moco", ("moco.shuffle_bn=False",)),
+    ("moco", ("moco.shuffle_bn=True", "moco.bn_group_size=4", "batch_size=32")),
+    ("simsiam", ()),
+], ids=["simclr", "moco", "moco-shuffle-bn", "simsiam"])
+def test_eight_devices_equal_one_device(method, extra):
+    config = small_config(method, "sgd", *extra)
+    batch = images(config.batch_size)
     results = []
     for mesh in (data_mesh(), jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
                                             axis_types=(jax.sharding.AxisType.Auto,))):
-        step, state = one_step(config, mesh, batch)
+        run = one_step(config, mesh)
         sharded = jax.device_put(batch, jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec("data")))
-        results.append(jax.device_get(shard_step(step, mesh)(state, sharded)))
+        results.append(jax.device_get(run.step_fn(run.state, sharded)))
     (state8, metrics8), (state1, metrics1) = results
-    for name in ("loss", "contrastive_top1", "grad_norm"):
+    for name in metrics1:
         np.testing.assert_allclose(metrics8[name], metrics1[name], rtol=2e-4, atol=1e-6)
     # SGD moves each parameter by lr × its gradient, so equal parameters mean equal gradients;
     # the BatchNorm statistics are the global batch's on both.
@@ -73,7 +73,10 @@ def test_eight_devices_equal_one_device(method):
 def test_the_per_device_step_under_pmap_matches_shard_map():
     config = small_config("simclr")
     batch = images()
-    step, state = one_step(config, data_mesh(), batch)
+    run = one_step(config, data_mesh())
+    step = per_device_step(run.method, run.tx, run.schedule,
+                           make_augment(config.augment.spec))
+    state = run.state
     expected_state, expected = jax.device_get(shard_step(step, data_mesh())(
         jax.tree.map(lambda x: x.copy(), state),
         jax.device_put(batch, jax.sharding.NamedSharding(data_mesh(),
@@ -93,7 +96,7 @@ def test_config_errors_come_before_anything_compiles(tmp_path, capsys):
     assert cli.main(argv + ["--config.batch_size=lots"]) == 1
     assert "batch_size must be int" in capsys.readouterr().err
     assert cli.main(argv + ["--config.method=byol"]) == 1
-    assert "method must be one of" in capsys.readouterr().err
+    assert "method must be one of moco, simclr, simsiam" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
