@@ -12,7 +12,8 @@ this is MoCo's cross-device shuffle, on one device the same groups. `shuffle_bn=
 the key encoder global BN, the step before Shuffle BN existed, for the ablation.
 
 `moco.bn_group_size` defaults to 32: MoCo's own BN batch (256 images over 8 GPUs), and the
-paper's batch of 256 makes 8 groups. A group larger than the per-device batch is clipped to it.
+paper's batch of 256 makes 8 groups. A group larger than the per-device batch is clipped to it;
+one group over the whole batch (one device, batch ≤ 32) shuffles nothing and logs a warning.
 
 `moco.query_bn` is what the query encoder uses: 'global' (BN over the global batch, as the
 rest of the project) or 'groups' (ghost groups of `bn_group_size` consecutive unshuffled
@@ -20,14 +21,17 @@ examples, MoCo's per-GPU BN). Measured with `benchmarks/shuffle_bn.py` (the pape
 at width 16, 48 × 64 images, batch 32, groups of 8, queue 256, 100 steps on the 1000-photo
 ImageNet sample, one CPU device; the mean of the InfoNCE losses logged at steps 60, 70, …,
 100, chance ln 257 = 5.55): no Shuffle BN 5.03, Shuffle BN with global queries 5.20, with
-grouped queries 5.25; top-1 stayed near chance (≤ 0.09) for all three. The unshuffled pretext gets easier
-fastest, as the shortcut predicts; the two query choices do not differ beyond this run's noise,
-so the default is 'global', the simpler one, whose queries do not depend on the group size.
+grouped queries 5.25; top-1 stayed near chance (≤ 0.09) for all three. The unshuffled
+pretext gets easier fastest, as the shortcut predicts; the two query choices do not differ
+beyond this run's noise, so the default is 'global', the simpler one, whose queries do not
+depend on the group size.
 Median step time 1.40 s / 1.62 s / 1.47 s on a heavily shared 2-core machine (too noisy to
 price the shuffle). A longer run may still separate them; the switch stays for that.
 """
 
 from __future__ import annotations
+
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +41,9 @@ from img2imu_jax import losses
 from img2imu_jax.batchnorm import apply_global, apply_in_groups, apply_shuffled
 from img2imu_jax.methods import Method
 from img2imu_jax.parallel import DATA_AXIS
+
+
+log = logging.getLogger(__name__)
 
 
 def _project(net: nnx.Module, images: jax.Array) -> jax.Array:
@@ -65,6 +72,9 @@ class MoCo(Method):
     def loss(self, params, batch_stats, view_a, view_b, extra, key):
         moco = self.config.moco
         groups = self.group_size(view_a.shape[0])
+        if moco.shuffle_bn and jax.lax.axis_size(DATA_AXIS) == 1 and groups == view_a.shape[0]:
+            log.warning("Shuffle BN has a single group of %d, the whole batch, so it changes no "
+                        "statistic; set moco.bn_group_size below the per-device batch", groups)
         # Keys from the momentum encoder: nothing here depends on `params`, so no gradient.
         key_params, key_stats = nnx.split_state(extra["key_model"], nnx.Param, nnx.BatchStat)
         if moco.shuffle_bn:
