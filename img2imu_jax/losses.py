@@ -1,4 +1,5 @@
-"""Contrastive objectives: SimCLR's NT-Xent (with negatives from every device) and MoCo's InfoNCE.
+"""Pre-training objectives: SimCLR's NT-Xent (negatives from every device), MoCo's InfoNCE and
+SimSiam's negative cosine.
 
 All similarity math runs in float32 on L2-normalised embeddings, whatever dtype the encoder
 computed in: with τ ≈ 0.1 a bf16 cosine similarity would be off by several hundredths of a logit.
