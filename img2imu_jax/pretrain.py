@@ -40,7 +40,7 @@ from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.models import build_model
-from img2imu_jax.parallel import DATA_AXIS, data_mesh
+from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.spectrogram import normalize_imagenet
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def per_device_step(
         # pmap semantics (shard_step turns off check_vma): each device differentiates its own
         # loss, autodiff through the all_gathers adds the other devices' terms, and the mean
         # over devices is the gradient of the global loss.
-        grads = jax.lax.pmean(grads, DATA_AXIS)
+        grads = pmean(grads, DATA_AXIS)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
         new_train = dict(train_state, step=step + 1)
@@ -226,8 +226,8 @@ def per_device_step(
                 train_state["queue"], train_state["queue_ptr"], keys, axis_name=DATA_AXIS
             )
         metrics = {
-            "loss": jax.lax.pmean(loss, DATA_AXIS),
-            "contrastive_top1": jax.lax.pmean(top1, DATA_AXIS),
+            "loss": pmean(loss, DATA_AXIS),
+            "contrastive_top1": pmean(top1, DATA_AXIS),
             "learning_rate": schedule(step),
             "grad_norm": optax.global_norm(grads),
         }
