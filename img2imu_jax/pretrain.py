@@ -16,6 +16,7 @@ position beside it in the checkpoint, a restarted run continues exactly where it
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -105,17 +106,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     )
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps)
-    previous: tuple[int, dict] | None = None
-    with ImageBatches(host, mesh) as batches:
+    in_flight: collections.deque[tuple[int, dict]] = collections.deque()
+    with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
             state, device_metrics = step_fn(state, next(batches))
-            if previous is not None:  # the previous step's numbers, while this one runs
-                report(*previous)
-            previous = (step, device_metrics)
+            in_flight.append((step, device_metrics))
+            if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
+                report.add(*in_flight.popleft())
             preempted = stop.requested(step)
             if step % config.checkpoint_every == 0 or step == total_steps or preempted:
-                report(*previous, force_log=True)
-                previous = None
+                while in_flight:  # every step up to this checkpoint is checked before it is saved
+                    report.add(*in_flight.popleft())
+                report.flush(force_log=True)
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
             if preempted:
@@ -135,9 +137,17 @@ def build(config: ml_collections.ConfigDict) -> nnx.Module:
         head_layers=config.model.head_layers,
         hidden_features=config.model.hidden_features or None,
         out_features=config.model.out_features,
-        dtype=jnp.bfloat16 if config.model.bf16 else jnp.float32,
+        dtype=compute_dtype(config.model.dtype),
         bn_axis_name=DATA_AXIS, rngs=nnx.Rngs(config.seed),
     )
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    """'auto' → bfloat16 on GPU and TPU, float32 on CPU (bf16 is slower there:
+    benchmarks/RESULTS.md); otherwise the named dtype."""
+    if name == "auto":
+        return jnp.dtype(jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
+    return jnp.dtype(name)
 
 
 def initial_state(
@@ -288,22 +298,42 @@ class _StepTimer:
 
 
 class _Reporter:
-    """Checks every step's loss (one step behind, so the device never waits) and logs every
-    `log_every` steps: TensorBoard, `metrics.jsonl` and a progress line on process 0."""
+    """Checks every step's loss and logs, reading the device every `log_every` steps only:
+    TensorBoard, `metrics.jsonl` and a progress line on process 0.
+
+    `add` takes a step whose successors are already queued and waits for it to finish, which
+    bounds how far the host runs ahead without ever draining the device's queue; its metrics
+    stay on the device until `flush` fetches all pending steps in one transfer and names the
+    first non-finite loss among them.
+    """
 
     def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int):
         self.writer, self.workdir, self.total = writer, workdir, total
         self.log_every = config.log_every
         self.timer = _StepTimer(config.batch_size, jax.device_count())
+        self.pending: list[tuple[int, dict]] = []
         self.last: dict[str, float] = {}
 
-    def __call__(self, step: int, device_metrics: dict, *, force_log: bool = False) -> None:
-        metrics = {name: float(value) for name, value in jax.device_get(device_metrics).items()}
-        if not math.isfinite(metrics["loss"]):
-            raise NonFiniteLoss(
-                f"loss is {metrics['loss']} at step {step}; stopping. The last checkpoint "
-                f"saved before it is intact in {self.workdir / 'checkpoints'}"
-            )
+    def add(self, step: int, device_metrics: dict) -> None:
+        jax.block_until_ready(device_metrics["loss"])
+        self.pending.append((step, device_metrics))
+        if step % self.log_every == 0:
+            self.flush()
+
+    def flush(self, *, force_log: bool = False) -> None:
+        if not self.pending:
+            return
+        steps = [step for step, _ in self.pending]
+        fetched = jax.device_get([metrics for _, metrics in self.pending])
+        self.pending = []
+        for step, values in zip(steps, fetched):
+            if not math.isfinite(float(values["loss"])):
+                raise NonFiniteLoss(
+                    f"loss is {float(values['loss'])} at step {step}; stopping. The last "
+                    f"checkpoint saved before it is intact in {self.workdir / 'checkpoints'}"
+                )
+        step = steps[-1]
+        metrics = {name: float(value) for name, value in fetched[-1].items()}
         self.last = metrics
         if not (force_log or step % self.log_every == 0):
             return
