@@ -17,12 +17,14 @@ position beside it in the checkpoint, a restarted run continues exactly where it
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -69,22 +71,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
         image_size=tuple(config.data.image_size),
     ).records_per_epoch // local_batch)
     total_steps = config.total_steps or math.ceil(config.epochs * steps_per_epoch)
-    augment = make_augment(config.augment.spec, **dict(config.augment.params))
 
-    # ---- Model, optimizer and the initial state.
-    model = build(config)
-    schedule = optim.learning_rate_schedule(
-        config.optim.base_lr, batch_size=config.batch_size, scaling=config.optim.lr_scaling,
-        warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
-        total_steps=total_steps,
-    )
-    tx = optim.make_optimizer(config.optim.name, schedule,
-                              weight_decay=config.optim.weight_decay,
-                              momentum=config.optim.momentum)
-    state = jax.device_put(initial_state(config, model, tx), replicated)
-    step_fn = shard_step(
-        per_device_step(config, nnx.graphdef(model), tx, schedule, augment), mesh
-    )
+    # ---- Model, optimizer, the initial state and the step.
+    trainer = setup(config, mesh, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    state, step_fn = trainer.state, trainer.step_fn
 
     # ---- Restore, or start fresh.
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
@@ -128,6 +118,38 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     writer.close()
     stop.restore()
     return report.last
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a training loop or a benchmark needs: the replicated state and the jitted step."""
+
+    state: dict
+    step_fn: Callable
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
+    graphdef: nnx.GraphDef
+    method: object
+
+
+def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_per_epoch: int,
+          total_steps: int) -> Setup:
+    """The model, optimizer, initial state (replicated over `mesh`) and sharded step of `config`."""
+    model = build(config)
+    schedule = optim.learning_rate_schedule(
+        config.optim.base_lr, batch_size=config.batch_size, scaling=config.optim.lr_scaling,
+        warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
+        total_steps=total_steps,
+    )
+    tx = optim.make_optimizer(config.optim.name, schedule,
+                              weight_decay=config.optim.weight_decay,
+                              momentum=config.optim.momentum)
+    state = jax.device_put(initial_state(config, model, tx),
+                           NamedSharding(mesh, PartitionSpec()))
+    augment = make_augment(config.augment.spec, **dict(config.augment.params))
+    graphdef = nnx.graphdef(model)
+    step_fn = shard_step(per_device_step(config, graphdef, tx, schedule, augment), mesh)
+    return Setup(state, step_fn, schedule, tx, graphdef, config.method)
 
 
 def build(config: ml_collections.ConfigDict) -> nnx.Module:
@@ -192,8 +214,9 @@ def per_device_step(
         indices = jax.lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
         key = jax.random.fold_in(jax.random.wrap_key_data(train_state["key"]), step)
         pixels = images.astype(jnp.float32) / 255.0
-        view_a = normalize_imagenet(augment(jax.random.fold_in(key, 0), pixels, indices))
-        view_b = normalize_imagenet(augment(jax.random.fold_in(key, 1), pixels, indices))
+        views = jax.vmap(lambda view: augment(jax.random.fold_in(key, view), pixels, indices))(
+            jnp.arange(2))  # both views in one vmap, each from its own key as before
+        view_a, view_b = normalize_imagenet(views[0]), normalize_imagenet(views[1])
         params, batch_stats = nnx.split_state(state["model"], nnx.Param, nnx.BatchStat)
 
         if config.method == "moco":  # keys from the momentum encoder: no gradient flows there
