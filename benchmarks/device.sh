@@ -18,12 +18,12 @@ if [ "$SMOKE" != 1 ] && ! $PY -c "import jax, torch, torchvision; assert jax.def
 fi
 
 if [ "$SMOKE" = 1 ]; then
-  TRAIN=(--batch-paper 8 --batch-r50 4 --width-paper 8 --width-r50 8 --size-r50 32 --steps 2)
-  PEER=(--eager --batch-paper 4 --batch-r50 2 --size-paper 32 32 --size-r50 32 --queue 16 --steps 1)
+  TRAIN=(--recipes paper --batch-paper 8 --batch-r50 4 --width-paper 8 --width-r50 8 --size-r50 32 --steps 2)
+  PEER=(--recipes paper --eager --batch-paper 4 --batch-r50 2 --size-paper 32 32 --size-r50 32 --queue 16 --steps 1)
   SPECTRO=(--batch 64 --matplotlib-subset 4 --repeats 1)
   FINETUNE=(--parts extract --width 8 --n 64 --batch 32 --n-single 4 --repeats 1)
   INPUT=(--batch 16 --full-records 64 --prepared-records 128 --measure-images 64 --augment-batch 16)
-  LIMIT=120
+  LIMIT=300
 else
   TRAIN=() PEER=() SPECTRO=() FINETUNE=(--parts extract) INPUT=()
   LIMIT=150

@@ -45,6 +45,7 @@ GOALS = {"paper": 20_000.0, "simclr_r50": 3_500.0}
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", nargs="+", default=list(GOALS), choices=list(GOALS))
     parser.add_argument("--batch-paper", type=int, default=256)
     parser.add_argument("--batch-r50", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = pathlib.Path(scratch)
         load_builder(BUNDLED_PHOTOS, scratch / "tfds")
-        for name, batch in (("paper", args.batch_paper), ("simclr_r50", args.batch_r50)):
+        for name in args.recipes:
+            batch = args.batch_paper if name == "paper" else args.batch_r50
             config = recipe(name, batch, args)
             prepare(BUNDLED_PHOTOS, scratch / "tfds", scratch / "prepared",
                     image_size=tuple(config.data.image_size))
