@@ -221,7 +221,9 @@ def measure(name: str, batch: int, size: tuple[int, int], augment: bool, args) -
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    ours = json.loads(args.ours.read_text())["results"] if args.ours else {}
+    ours = {}
+    if args.ours and args.ours.exists():  # device.sh passes it even when train_step failed
+        ours = json.loads(args.ours.read_text())["results"]
     results = {}
     for name in args.recipes:
         batch = args.batch_paper if name == "paper" else args.batch_r50
