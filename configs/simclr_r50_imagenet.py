@@ -14,7 +14,6 @@ def get_config():
     config.model.head = "simclr"
     config.model.head_layers = 3
     config.model.out_features = 128
-    config.model.bf16 = True
     config.optim.name = "lars"
     config.optim.base_lr = 0.3
     config.optim.lr_scaling = "linear"

@@ -353,20 +353,35 @@ def _mocov2(
         return _resized_crop(image, *_random_crop_box(key, *image.shape[:2], scale, ratio))
 
     def color_jitter(key: jax.Array, image: jax.Array) -> jax.Array:
+        """torchvision's four adjustments in a random order, each computed once.
+
+        Under vmap the order is per example, so a select per slot would compute all four ops
+        in all four slots. Brightness, contrast and saturation are one blend towards a
+        degenerate image (black, mean grey, grey), so three blend slots run before the hue
+        shift and three after, each the op of that slot or the identity (factor 1, exact on
+        [0, 1]), and the hue shift runs once.
+        """
         u = jax.random.uniform(key, (8,))
-        factors = [
+        factors = jnp.stack([
             _between(u[i], max(0.0, 1 - s), 1 + s)
             for i, s in enumerate((brightness, contrast, saturation))
-        ]
-        adjust = [
-            lambda x: _brightness(x, factors[0]),
-            lambda x: _contrast(x, factors[1]),
-            lambda x: _saturation(x, factors[2]),
-            lambda x: _shift_hue(x, _between(u[3], -hue, hue)),
-        ]
-        order = jnp.argsort(u[4:])  # torchvision applies the four in a random order
-        for slot in range(4):
-            image = jax.lax.select_n(order[slot], *[f(image) for f in adjust])
+        ])
+        order = jnp.argsort(u[4:])  # torchvision applies the four in a random order; 3 = hue
+        hue_slot = jnp.argmax(order == 3)
+
+        def blend_slot(image, slot, active):
+            op = jnp.minimum(order[slot], 2)
+            grey = _grey(image)
+            degenerate = jax.lax.select_n(
+                op, jnp.zeros_like(image), jnp.broadcast_to(jnp.mean(grey), image.shape),
+                jnp.broadcast_to(grey, image.shape))
+            return _blend(image, degenerate, jnp.where(active, factors[op], 1.0))
+
+        for slot in range(3):
+            image = blend_slot(image, slot, slot < hue_slot)
+        image = _shift_hue(image, _between(u[3], -hue, hue))
+        for slot in range(1, 4):
+            image = blend_slot(image, slot, slot > hue_slot)
         return image
 
     def blur(key: jax.Array, image: jax.Array) -> jax.Array:

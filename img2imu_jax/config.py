@@ -19,6 +19,7 @@ from img2imu_jax.models.heads import PRESETS
 MOCO_QUERY_BN = ("global", "groups")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
+DTYPES = ("auto", "bfloat16", "float32")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -32,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.split = "train"
     config.data.image_size = (96, 128)  # (height, width): the paper's 128 × 96 (W × H)
     config.data.shuffle_buffer = 16_384
+    config.data.prefetch = 2  # global batches made ready on the devices ahead of the step
 
     config.augment = ml_collections.ConfigDict()
     config.augment.spec = "translate_x|permute_x|hue|jitter"  # the paper's sensor-aware set
@@ -44,7 +46,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.head_layers = 2
     config.model.hidden_features = 0  # 0 = the encoder's feature width
     config.model.out_features = 64  # the paper's MoCo dimension
-    config.model.bf16 = False  # bf16 compute; parameters and optimizer state stay float32
+    # Compute dtype: 'auto' = bfloat16 on GPU/TPU, float32 on CPU (where bf16 is slower); or
+    # 'bfloat16'/'float32'. Parameters, optimizer state, BN statistics and the loss stay float32.
+    config.model.dtype = "auto"
 
     config.method = "moco"  # a module of img2imu_jax/methods: 'moco', 'simclr' or 'simsiam'
     config.temperature = 0.2
@@ -74,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
     config.log_every = 50
+    config.steps_in_flight = 2  # dispatched steps the host may run ahead of the device
     return config
 
 
@@ -180,6 +185,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"model.head must be one of {sorted(PRESETS)}; got {config.model.head!r}")
     check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
     check(config.model.width > 0 and config.model.out_features > 0, "model sizes must be > 0")
+    check(config.model.dtype in DTYPES,
+          f"model.dtype must be one of {DTYPES}; got {config.model.dtype!r}")
     check(config.optim.name in OPTIMIZERS, f"optim.name must be one of {OPTIMIZERS}")
     check(config.optim.lr_scaling in LR_SCALINGS, f"optim.lr_scaling must be one of {LR_SCALINGS}")
     check(config.optim.base_lr > 0, f"optim.base_lr must be > 0; got {config.optim.base_lr}")
@@ -199,6 +206,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+    check(config.steps_in_flight >= 1 and config.data.prefetch >= 1,
+          "steps_in_flight and data.prefetch must be >= 1")
 
 
 def validate_finetune(config: ml_collections.ConfigDict) -> None:

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from img2imu_jax.parallel import all_gather, spans_devices
+
 # Subtracted from self-similarity logits (SimCLR's LARGE_NUM): exp() underflows to exactly 0,
 # and unlike -inf it cannot turn into NaN in the softmax's backward pass.
 LARGE_NUM = 1e9
@@ -74,8 +76,7 @@ def nt_xent(
     if axis_name is None:
         keys_a, keys_b, offset = a, b, 0
     else:
-        keys_a = lax.all_gather(a, axis_name, tiled=True)
-        keys_b = lax.all_gather(b, axis_name, tiled=True)
+        keys_a, keys_b = all_gather(a, axis_name), all_gather(b, axis_name)
         offset = lax.axis_index(axis_name) * n
     global_n = keys_a.shape[0]
 
@@ -141,7 +142,7 @@ def enqueue(
             f"need keys [batch, dim] and queue [size, dim]; got {keys.shape}, {queue.shape}"
         )
     keys = lax.stop_gradient(l2_normalize(keys)).astype(queue.dtype)
-    if axis_name is not None:
+    if spans_devices(axis_name):
         slots = jnp.zeros((lax.axis_size(axis_name), *keys.shape), keys.dtype)
         slots = slots.at[lax.axis_index(axis_name)].set(keys)
         keys = lax.psum(slots, axis_name).reshape(-1, keys.shape[1])

@@ -15,6 +15,7 @@ position beside it in the checkpoint, a restarted run continues exactly where it
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -41,7 +42,7 @@ from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.methods import Method, get_method
-from img2imu_jax.parallel import DATA_AXIS, data_mesh
+from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.spectrogram import normalize_imagenet
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     )
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps, run.method.progress)
-    previous: tuple[int, dict] | None = None
-    with ImageBatches(host, mesh) as batches:
+    in_flight: collections.deque[tuple[int, dict]] = collections.deque()
+    with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
             state, device_metrics = run.step_fn(state, next(batches))
-            if previous is not None:  # the previous step's numbers, while this one runs
-                report(*previous)
-            previous = (step, device_metrics)
+            in_flight.append((step, device_metrics))
+            if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
+                report.add(*in_flight.popleft())
             preempted = stop.requested(step)
             if step % config.checkpoint_every == 0 or step == total_steps or preempted:
-                report(*previous, force_log=True)
-                previous = None
+                while in_flight:  # every step up to this checkpoint is checked before it is saved
+                    report.add(*in_flight.popleft())
+                report.flush(force_log=True)
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
             if preempted:
@@ -186,6 +188,7 @@ def per_device_step(
         indices = jax.lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
         key = jax.random.fold_in(jax.random.wrap_key_data(train_state["key"]), step)
         pixels = images.astype(jnp.float32) / 255.0
+        # Two calls, not one vmap over the views: that measured 4× slower on XLA:CPU (RESULTS.md).
         view_a = normalize_imagenet(augment(jax.random.fold_in(key, 0), pixels, indices))
         view_b = normalize_imagenet(augment(jax.random.fold_in(key, 1), pixels, indices))
         params, batch_stats = nnx.split_state(state["model"], nnx.Param, nnx.BatchStat)
@@ -202,14 +205,14 @@ def per_device_step(
         # pmap semantics (shard_step turns off check_vma): each device differentiates its own
         # loss, autodiff through the all_gathers adds the other devices' terms, and the mean
         # over devices is the gradient of the global loss.
-        grads = jax.lax.pmean(grads, DATA_AXIS)
+        grads = pmean(grads, DATA_AXIS)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
         new_train = {"step": step + 1, "key": train_state["key"],
                      **method.after_update(extra, new_params, aux)}
         metrics = {
-            "loss": jax.lax.pmean(loss, DATA_AXIS),
-            **{name: jax.lax.pmean(value, DATA_AXIS) for name, value in method_metrics.items()},
+            "loss": pmean(loss, DATA_AXIS),
+            **{name: pmean(value, DATA_AXIS) for name, value in method_metrics.items()},
             "learning_rate": schedule(step),
             "grad_norm": optax.global_norm(grads),
         }
@@ -270,8 +273,14 @@ class _StepTimer:
 
 
 class _Reporter:
-    """Checks every step's loss (one step behind, so the device never waits) and logs every
-    `log_every` steps: TensorBoard, `metrics.jsonl` and a progress line on process 0."""
+    """Checks every step's loss and logs, reading the device every `log_every` steps only:
+    TensorBoard, `metrics.jsonl` and a progress line on process 0.
+
+    `add` takes a step whose successors are already queued and waits for it to finish, which
+    bounds how far the host runs ahead without ever draining the device's queue; its metrics
+    stay on the device until `flush` fetches all pending steps in one transfer and names the
+    first non-finite loss among them.
+    """
 
     def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int,
                  progress: tuple[tuple[str, str], ...]):
@@ -279,15 +288,29 @@ class _Reporter:
         self.progress = progress  # the method's (metric, label) pairs
         self.log_every = config.log_every
         self.timer = _StepTimer(config.batch_size, jax.device_count())
+        self.pending: list[tuple[int, dict]] = []
         self.last: dict[str, float] = {}
 
-    def __call__(self, step: int, device_metrics: dict, *, force_log: bool = False) -> None:
-        metrics = {name: float(value) for name, value in jax.device_get(device_metrics).items()}
-        if not math.isfinite(metrics["loss"]):
-            raise NonFiniteLoss(
-                f"loss is {metrics['loss']} at step {step}; stopping. The last checkpoint "
-                f"saved before it is intact in {self.workdir / 'checkpoints'}"
-            )
+    def add(self, step: int, device_metrics: dict) -> None:
+        jax.block_until_ready(device_metrics["loss"])
+        self.pending.append((step, device_metrics))
+        if step % self.log_every == 0:
+            self.flush()
+
+    def flush(self, *, force_log: bool = False) -> None:
+        if not self.pending:
+            return
+        steps = [step for step, _ in self.pending]
+        fetched = jax.device_get([metrics for _, metrics in self.pending])
+        self.pending = []
+        for step, values in zip(steps, fetched):
+            if not math.isfinite(float(values["loss"])):
+                raise NonFiniteLoss(
+                    f"loss is {float(values['loss'])} at step {step}; stopping. The last "
+                    f"checkpoint saved before it is intact in {self.workdir / 'checkpoints'}"
+                )
+        step = steps[-1]
+        metrics = {name: float(value) for name, value in fetched[-1].items()}
         self.last = metrics
         if not (force_log or step % self.log_every == 0):
             return

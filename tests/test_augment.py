@@ -444,3 +444,26 @@ def test_grid_shows_each_original_then_its_views(photos):
     np.testing.assert_array_equal(grid[:, WIDTH : WIDTH + ORIGINAL_GAP], 1.0)
     first_view = grid[:HEIGHT, WIDTH + ORIGINAL_GAP : 2 * WIDTH + ORIGINAL_GAP]
     assert signed_roll(photos[0], first_view) is not None
+
+
+def test_mocov2_colour_jitter_applies_each_op_once_in_torchvisions_random_order(photos):
+    """Reference: the four adjustments composed in the drawn order, one example at a time."""
+    from img2imu_jax.augment import _between, _brightness, _contrast, _saturation, _shift_hue
+
+    only_jitter = dict(mocov2_crop_scale_min=1.0, mocov2_crop_ratio_min=WIDTH / HEIGHT,
+                       mocov2_crop_ratio_max=WIDTH / HEIGHT, mocov2_color_jitter_p=1.0,
+                       mocov2_grayscale_p=0.0, mocov2_blur_p=0.0, mocov2_flip_p=0.0)
+    got = views("mocov2", photos, **only_jitter)
+    for index, image in enumerate(photos):
+        example_key = jax.random.fold_in(KEY, index)
+        # _chain's keys (coins, then one per step): the spec's one op, then mocov2's crop, jitter…
+        mocov2_key = jax.random.split(example_key, 2)[1]
+        u = np.asarray(jax.random.uniform(jax.random.split(mocov2_key, 6)[2], (8,)))
+        ops = [lambda x: _brightness(x, _between(u[0], 0.6, 1.4)),
+               lambda x: _contrast(x, _between(u[1], 0.6, 1.4)),
+               lambda x: _saturation(x, _between(u[2], 0.6, 1.4)),
+               lambda x: _shift_hue(x, _between(u[3], -0.1, 0.1))]
+        expected = image
+        for op in np.argsort(u[4:]):
+            expected = ops[op](expected)
+        np.testing.assert_allclose(got[index], expected, atol=2e-5)

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from img2imu_jax.batchnorm import apply_global, apply_in_groups, apply_shuffled, shuffle_order
+from img2imu_jax.shuffle_bn import apply_global, apply_in_groups, apply_shuffled, shuffle_order
 from img2imu_jax.config import load_config
 from img2imu_jax.methods import METHODS, build, get_method
 from img2imu_jax.parallel import data_mesh

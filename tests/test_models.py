@@ -245,3 +245,69 @@ def test_contrastive_model_state_is_encoder_and_head(small_model):
                             out_features=64, rngs=nnx.Rngs(0))
     )
     assert [lin.out_features for lin in model.head.linears] == [2048, 64]
+
+
+def _bn_loss(bn_cls, axis_name=None):
+    """A loss of one training-mode BatchNorm's output, as a function of (input, scale, bias)."""
+    bn = bn_cls(6, axis_name=axis_name, rngs=nnx.Rngs(0))
+    graphdef, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
+    weights = jax.random.normal(jax.random.key(3), (6,))
+
+    def loss(x, params):
+        y = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, stats))(x)
+        return jnp.sum(jnp.sin(y.astype(jnp.float32)) * weights)
+
+    return loss, params
+
+
+def test_memory_lean_batch_norm_matches_flax_values_and_gradients():
+    from img2imu_jax.models.batchnorm import BatchNorm
+
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(1), (4, 5, 5, 6))
+    ours, params = _bn_loss(BatchNorm)
+    flax_loss, flax_params = _bn_loss(nnx.BatchNorm)
+    params = jax.tree.map(lambda p: p + 0.3 * jnp.arange(6.0), params)  # scale ≠ 1, bias ≠ 0
+    flax_params = jax.tree.map(lambda p: p + 0.3 * jnp.arange(6.0), flax_params)
+    value, grads = jax.value_and_grad(ours, argnums=(0, 1))(x, params)
+    expected, expected_grads = jax.value_and_grad(flax_loss, argnums=(0, 1))(x, flax_params)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 grads, expected_grads)
+
+
+def test_memory_lean_batch_norm_per_device_gradients_match_flax_under_shard_map():
+    from img2imu_jax.models.batchnorm import BatchNorm
+
+    mesh = data_mesh()
+    x = jax.random.normal(jax.random.key(2), (16, 3, 3, 6)) + 1.0
+
+    def per_device_grads(bn_cls):
+        loss, params = _bn_loss(bn_cls, axis_name=DATA_AXIS)
+        grad = jax.grad(loss, argnums=(0, 1))
+        return jax.jit(jax.shard_map(grad, mesh=mesh, in_specs=(P(DATA_AXIS), P()),
+                                     out_specs=(P(DATA_AXIS), P(DATA_AXIS)),
+                                     check_vma=False))(x, params)
+
+    ours, expected = per_device_grads(BatchNorm), per_device_grads(nnx.BatchNorm)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 ours, expected)
+
+
+def test_bfloat16_batch_norm_keeps_no_float32_activation_for_the_backward():
+    from img2imu_jax.models.batchnorm import BatchNorm
+
+    x = jax.random.normal(jax.random.key(1), (64, 16, 16, 32)).astype(jnp.bfloat16)
+
+    def saved_bytes(bn_cls):
+        bn = bn_cls(32, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+        graphdef, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
+
+        def forward(x, params):
+            net = nnx.merge(graphdef, params, jax.tree.map(jnp.asarray, stats))
+            return jnp.sum(net(x).astype(jnp.float32) * jnp.arange(32.0))  # linear: saves no y
+
+        residuals = jax.vjp(forward, x, params)[1]
+        return sum(leaf.nbytes for leaf in jax.tree.leaves(residuals)
+                   if hasattr(leaf, "nbytes") and leaf.size >= x.size)
+
+    assert saved_bytes(BatchNorm) <= x.nbytes < saved_bytes(nnx.BatchNorm)

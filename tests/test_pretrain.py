@@ -4,6 +4,7 @@ bit-identically after a real kill; SIGTERM saves and exits 0; config errors come
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -284,3 +285,27 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     assert process.returncode == 1, output
     assert "loss is nan at step 9" in output
     assert final_state(workdir)[0] == 8
+
+
+COLLECTIVES = re.compile(r"\b(all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)"
+                         r"(-start)?\(")
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_a_one_device_step_compiles_to_no_collectives(method):
+    config = small_config(method)
+    batch = images()
+    one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
+                        axis_types=(jax.sharding.AxisType.Auto,))
+    counts = {}
+    for name, mesh in (("one", one), ("eight", data_mesh())):
+        step, state = one_step(config, mesh, batch)
+        sharded = jax.device_put(batch, jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec("data")))
+        lowered = shard_step(step, mesh).lower(state, sharded)
+        # The eight-device control only needs lowering: the collectives are there before XLA.
+        text = lowered.compile().as_text() if name == "one" else lowered.as_text()
+        counts[name] = len(re.findall(
+            COLLECTIVES if name == "one" else r"stablehlo\.(all_reduce|all_gather)", text))
+    assert counts["one"] == 0
+    assert counts["eight"] > 10  # global BatchNorm alone averages over devices in every layer

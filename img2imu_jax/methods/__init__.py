@@ -79,10 +79,18 @@ def build(
         head_layers=config.model.head_layers,
         hidden_features=config.model.hidden_features or None,
         out_features=config.model.out_features,
-        dtype=jnp.bfloat16 if config.model.bf16 else jnp.float32,
+        dtype=compute_dtype(config.model.dtype),
         bn_axis_name=bn_axis_name, predictor_features=predictor_features,
         rngs=nnx.Rngs(config.seed),
     )
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    """'auto' → bfloat16 on GPU and TPU, float32 on CPU (bf16 is slower there:
+    benchmarks/RESULTS.md); otherwise the named dtype."""
+    if name == "auto":
+        return jnp.dtype(jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
+    return jnp.dtype(name)
 
 
 def get_method(config: ml_collections.ConfigDict) -> Method:

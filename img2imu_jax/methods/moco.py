@@ -7,7 +7,7 @@ that batch's signature would single out the positive: a shortcut, which MoCo's a
 with Shuffle BN (facebookresearch/moco issue 46: "SyncBN is not sufficient in the case of
 MoCo"). With `moco.shuffle_bn` (the default) the key encoder runs the global batch in a random
 order shared by every device, in ghost groups of `moco.bn_group_size` consecutive shuffled
-examples, each group with its own statistics (`batchnorm.apply_shuffled`); on several devices
+examples, each group with its own statistics (`shuffle_bn.apply_shuffled`); on several devices
 this is MoCo's cross-device shuffle, on one device the same groups. `shuffle_bn=False` gives
 the key encoder global BN, the step before Shuffle BN existed, for the ablation.
 
@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from img2imu_jax import losses
-from img2imu_jax.batchnorm import apply_global, apply_in_groups, apply_shuffled
+from img2imu_jax.shuffle_bn import apply_global, apply_in_groups, apply_shuffled
 from img2imu_jax.methods import Method
 from img2imu_jax.parallel import DATA_AXIS
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from img2imu_jax import losses
-from img2imu_jax.batchnorm import apply_global
+from img2imu_jax.shuffle_bn import apply_global
 from img2imu_jax.methods import Method
 from img2imu_jax.parallel import DATA_AXIS
 

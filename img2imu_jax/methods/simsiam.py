@@ -19,19 +19,18 @@ Not implemented: the official `--fix-pred-lr` (a constant learning rate for the 
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax import lax
 
 from img2imu_jax import losses
-from img2imu_jax.batchnorm import apply_global
 from img2imu_jax.methods import Method, build
-from img2imu_jax.parallel import DATA_AXIS
+from img2imu_jax.parallel import DATA_AXIS, pmean
+from img2imu_jax.shuffle_bn import apply_global
 
 
 def output_std(z: jnp.ndarray, axis_name: str = DATA_AXIS) -> jnp.ndarray:
     """√d × the mean over channels of the global batch's std of the L2-normalised `z`."""
     unit = losses.l2_normalize(z)
-    mean = lax.pmean(unit.mean(0), axis_name)
-    variance = lax.pmean(jnp.square(unit).mean(0), axis_name) - jnp.square(mean)
+    mean = pmean(unit.mean(0), axis_name)
+    variance = pmean(jnp.square(unit).mean(0), axis_name) - jnp.square(mean)
     return jnp.mean(jnp.sqrt(jnp.maximum(variance, 0.0))) * jnp.sqrt(unit.shape[1])
 
 

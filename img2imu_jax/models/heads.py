@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from img2imu_jax.models.batchnorm import BatchNorm
+
 SIMCLR_KERNEL_INIT = nnx.initializers.normal(0.01)
 # PyTorch's nn.Linear default, kaiming_uniform(a=√5): U(±1/√fan_in).
 TORCH_KERNEL_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -77,7 +79,7 @@ class ProjectionHead(nnx.Module):
             )
             if batch_norm:
                 norms.append(
-                    nnx.BatchNorm(
+                    BatchNorm(
                         fan_out,
                         use_bias=len(norms) < layers - 1,
                         momentum=bn_momentum,

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from img2imu_jax.models.batchnorm import BatchNorm
+
 # torchvision's `kaiming_normal_(mode='fan_out', nonlinearity='relu')`: untruncated, gain √2.
 CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -29,14 +31,14 @@ STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4,
 class _Layers:
     """Conv and BatchNorm factories that carry the dtype policy and BN settings into blocks.
 
-    BatchNorm normalises in the compute dtype, as Flax's ImageNet example does; its moments and
-    running statistics stay float32 regardless.
+    BatchNorm (`models.batchnorm`) computes its moments, running statistics and normalisation in
+    float32 and saves only its compute-dtype input for the backward.
     """
 
     def __init__(self, *, dtype, param_dtype, bn_axis_name, bn_momentum, rngs):
         self.conv = functools.partial(_conv, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.bn = functools.partial(
-            nnx.BatchNorm,
+            BatchNorm,
             momentum=bn_momentum,
             epsilon=1e-5,
             dtype=dtype,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from img2imu_jax.parallel import DATA_AXIS
+from img2imu_jax.parallel import DATA_AXIS, all_gather, pmean
 
 Call = Callable[[nnx.Module, jax.Array], Any]
 
@@ -53,7 +53,7 @@ def apply_in_groups(graphdef: nnx.GraphDef, params: nnx.State, stats: nnx.State,
         groups)
     outputs = jax.tree.map(lambda out: out.reshape(n, *out.shape[2:]), outputs)
     # Every group's running-average update, averaged: the same on every device.
-    new_stats = jax.tree.map(lambda s: lax.pmean(s.mean(0), axis_name), new_stats)
+    new_stats = jax.tree.map(lambda s: pmean(s.mean(0), axis_name), new_stats)
     return outputs, new_stats
 
 
@@ -68,13 +68,13 @@ def apply_shuffled(graphdef: nnx.GraphDef, params: nnx.State, stats: nnx.State,
     """`fn` on the global batch shuffled by `shuffle_order(key, N)`, in groups of `group_size`
     consecutive shuffled positions; outputs come back in this device's own order."""
     n = images.shape[0]
-    everything = lax.all_gather(images, axis_name, tiled=True)
+    everything = all_gather(images, axis_name)
     order = shuffle_order(key, everything.shape[0])
     device_rows = lax.axis_index(axis_name) * n + jnp.arange(n)
     outputs, new_stats = apply_in_groups(graphdef, params, stats, everything[order[device_rows]],
                                          fn, group_size, axis_name)
     # Gathered in shuffled order, then each device picks its own examples' positions.
     position = jnp.argsort(order)[device_rows]
-    outputs = jax.tree.map(lambda out: lax.all_gather(out, axis_name, tiled=True)[position],
+    outputs = jax.tree.map(lambda out: all_gather(out, axis_name)[position],
                            outputs)
     return outputs, new_stats
