@@ -133,6 +133,7 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     figures = {}
     figures["loss"] = _loss_curves(pretrained, out / "pretrain_loss.png")
+    figures["probe"] = _probe_curves(pretrained, out / "probe_f1.png")
     reports.plot_f1_vs_shots(record, out / "f1_vs_shots.png")
     figures["f1"] = "f1_vs_shots.png"
     first = next(iter(ENCODERS))
@@ -162,7 +163,7 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
 
 
 def _pretrain_summary(config, run_dir: Path) -> dict:
-    rows = _metrics_rows(run_dir)
+    rows = [row for row in _metrics_rows(run_dir) if "loss" in row]
     return {"steps": config.total_steps, "batch_size": config.batch_size,
             "augment": config.augment.spec, "width": config.model.width,
             "first_loss": rows[0]["loss"] if rows else None,
@@ -174,7 +175,9 @@ def _metrics_rows(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines())}
+    rows: dict[int, dict] = {}
+    for row in map(json.loads, path.read_text().splitlines()):
+        rows.setdefault(row["step"], {}).update(row)  # the probe's step-0 row has no loss
     return [rows[step] for step in sorted(rows)]
 
 
@@ -182,11 +185,21 @@ def _loss_curves(pretrained: dict, path: Path) -> str:
     plt = reports.pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.5))
     for title, (_, run_dir) in pretrained.items():
-        rows = _metrics_rows(run_dir)
+        rows = [row for row in _metrics_rows(run_dir) if "loss" in row]
         axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label=title)
     axes.set(xlabel="step", ylabel="InfoNCE loss", title="pre-training on the bundled photos")
     axes.legend(fontsize=8)
     reports.save_figure(plt, figure, path)
+    return path.name
+
+
+def _probe_curves(pretrained: dict, path: Path) -> str | None:
+    """The probe's F1 against pre-training step, when the runs probed."""
+    runs = {title: _metrics_rows(run_dir) for title, (_, run_dir) in pretrained.items()}
+    if not any(name.startswith("probe/f1_") for rows in runs.values() for row in rows
+               for name in row):
+        return None
+    reports.plot_probe_curves(runs, path)
     return path.name
 
 
@@ -297,6 +310,12 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         "## Figures", "",
         "Pre-training loss (InfoNCE against the MoCo queue):", "",
         f"![pre-training loss]({figures['loss']})", "",
+    ]
+    if figures["probe"]:
+        probe = _probe_text(pretrained)
+        lines += [f"The downstream probe while pre-training ran: {probe}", "",
+                  f"![probe F1 against step]({figures['probe']})", ""]
+    lines += [
         "Macro-F1 against labelled windows per class (mean ± std over folds):", "",
         f"![F1 against shots]({figures['f1']})", "",
         f"Confusion matrix of the {next(iter(ENCODERS))} encoder, linear evaluation:", "",
@@ -320,6 +339,14 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
               "- fine-tuned classifiers, usable with `img2imu predict --checkpoint DIR "
               "recording.csv`: " + ", ".join(f"`{p}`" for p in record["models"].values()), ""]
     return "\n".join(lines)
+
+
+def _probe_text(pretrained: dict) -> str:
+    probe = next(iter(pretrained.values()))[0].probe
+    return (f"few-shot macro-F1 on {probe.dataset}'s held-out subjects ({probe.folds} folds, "
+            f"{', '.join(map(str, probe.shots))} shots, a closed-form ridge head on the frozen "
+            f"encoder's features, nfft {probe.nfft}, noverlap {probe.noverlap}) every "
+            f"{probe.eval_every} steps; step 0 is the random-init encoder.")
 
 
 def _photo_count() -> int:

@@ -41,6 +41,7 @@ from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.models import build_model
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
+from img2imu_jax.probe import Probe
 from img2imu_jax.spectrogram import normalize_imagenet
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,23 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps)
     previous: tuple[int, dict] | None = None
+    # The downstream probe reads the state between steps and never writes it (process 0).
+    probe = Probe(config) if config.probe.eval_every and jax.process_index() == 0 else None
+    if probe is not None and start == 0:
+        report.probe(0, probe(state["model"]["encoder"]))  # the random-init reference
     with ImageBatches(host, mesh) as batches:
         for step in range(start + 1, total_steps + 1):
             state, device_metrics = step_fn(state, next(batches))
             if previous is not None:  # the previous step's numbers, while this one runs
                 report(*previous)
             previous = (step, device_metrics)
+            if probe is not None and probe.due(step, total_steps):
+                report(*previous, force_log=True, extra=probe(state["model"]["encoder"]))
+                previous = None
             preempted = stop.requested(step)
             if step % config.checkpoint_every == 0 or step == total_steps or preempted:
-                report(*previous, force_log=True)
+                if previous is not None:
+                    report(*previous, force_log=True)
                 previous = None
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
@@ -286,6 +295,11 @@ class _StepTimer:
         return {"step_time_s": seconds, "images_per_s_per_device": per_device,
                 "views_per_s_per_device": 2 * per_device}
 
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside training steps (the probe) is not step time."""
+        if self.last is not None:
+            self.last = (self.last[0], self.last[1] + seconds)
+
 
 class _Reporter:
     """Checks every step's loss (one step behind, so the device never waits) and logs every
@@ -297,7 +311,8 @@ class _Reporter:
         self.timer = _StepTimer(config.batch_size, jax.device_count())
         self.last: dict[str, float] = {}
 
-    def __call__(self, step: int, device_metrics: dict, *, force_log: bool = False) -> None:
+    def __call__(self, step: int, device_metrics: dict, *, force_log: bool = False,
+                 extra: dict[str, float] | None = None) -> None:
         metrics = {name: float(value) for name, value in jax.device_get(device_metrics).items()}
         if not math.isfinite(metrics["loss"]):
             raise NonFiniteLoss(
@@ -307,20 +322,37 @@ class _Reporter:
         self.last = metrics
         if not (force_log or step % self.log_every == 0):
             return
+        if extra:  # the probe ran after this step: its time is not step time
+            self.timer.exclude(extra.get("probe/seconds", 0.0))
         metrics.update(self.timer.rates(step))
+        metrics.update(extra or {})
+        self._write(step, metrics)
+
+    def probe(self, step: int, metrics: dict[str, float]) -> None:
+        """A probe row with no training step behind it (step 0: the random-init encoder)."""
+        self._write(step, metrics)
+
+    def _write(self, step: int, metrics: dict[str, float]) -> None:
         self.writer.write_scalars(step, metrics)
         if jax.process_index() > 0:
             return
         with open(self.workdir / "metrics.jsonl", "a") as out:
             out.write(json.dumps({"step": step, **metrics}) + "\n")
+        parts = []
+        if "loss" in metrics:
+            parts.append(f"loss {metrics['loss']:.4f}, top-1 {metrics['contrastive_top1']:.3f}, "
+                         f"lr {metrics['learning_rate']:.2e}")
+        probe = [f"{name.removeprefix('probe/f1_')} {100 * value:.1f}"
+                 for name, value in metrics.items()
+                 if name.startswith("probe/f1_")]
+        if probe:
+            parts.append(f"probe macro-F1 % {' / '.join(probe)}")
         speed = ""
         if "step_time_s" in metrics:
             left = int(metrics["step_time_s"] * (self.total - step))
             speed = (f", {metrics['images_per_s_per_device']:.0f} img/s/device, ETA "
                      f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-        print(f"step {step}/{self.total}: loss {metrics['loss']:.4f}, top-1 "
-              f"{metrics['contrastive_top1']:.3f}, lr {metrics['learning_rate']:.2e}{speed}",
-              flush=True)
+        print(f"step {step}/{self.total}: {', '.join(parts)}{speed}", flush=True)
 
 
 class _PreemptionWatch:
