@@ -163,11 +163,16 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
 
 
 def _pretrain_summary(config, run_dir: Path) -> dict:
-    rows = [row for row in _metrics_rows(run_dir) if "loss" in row]
+    every = _metrics_rows(run_dir)
+    rows = [row for row in every if "loss" in row]
+    probed = [row for row in every if "probe/seconds" in row]
     return {"steps": config.total_steps, "batch_size": config.batch_size,
             "augment": config.augment.spec, "width": config.model.width,
             "first_loss": rows[0]["loss"] if rows else None,
-            "last_loss": rows[-1]["loss"] if rows else None, "workdir": str(run_dir)}
+            "last_loss": rows[-1]["loss"] if rows else None, "workdir": str(run_dir),
+            "probe": {row["step"]: {k: v for k, v in row.items() if k.startswith("probe/")}
+                      for row in probed},
+            "probe_seconds": sum(row["probe/seconds"] for row in probed)}
 
 
 def _metrics_rows(run_dir: Path) -> list[dict]:
