@@ -297,9 +297,8 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"{config.folds} case-wise folds; linear evaluation at {', '.join(map(str, config.shots))} "
         f"shots per class over {len(config.grid_nfft) * len(config.grid_gaps)} spectrogram "
         "settings chosen on validation, and the two-phase full fine-tune at "
-        f"{', '.join(map(str, config.finetune_shots or config.shots))} shots. The linear "
-        f"heads peak at a learning rate of {config.linear_lr:g} (the paper's is 1e-5, which "
-        "leaves heads on these narrow encoders untrained; configs/demo_finetune.py says more).",
+        f"{', '.join(map(str, config.finetune_shots or config.shots))} shots. "
+        + _head_rate_text(config),
         "",
         "## Results", "", reports.results_markdown(record),
         "## What these numbers say", "",
@@ -352,6 +351,16 @@ def _probe_text(pretrained: dict) -> str:
             f"{', '.join(map(str, probe.shots))} shots, a closed-form ridge head on the frozen "
             f"encoder's features, nfft {probe.nfft}, noverlap {probe.noverlap}) every "
             f"{probe.eval_every} steps; step 0 is the random-init encoder.")
+
+
+def _head_rate_text(config) -> str:
+    if config.linear.protocol == "tuned":
+        return ("Each linear head's peak learning rate is chosen per encoder and fold on the "
+                "validation cases from " + ", ".join(f"{lr:g}" for lr in config.linear.lrs)
+                + ", jointly with the spectrogram setting (the paper fixes 1e-5).")
+    return (f"The linear heads peak at a learning rate of {config.linear_lr:g} (the paper's is "
+            "1e-5, which leaves heads on these narrow encoders untrained; "
+            "configs/demo_finetune.py says more).")
 
 
 def _photo_count() -> int:
