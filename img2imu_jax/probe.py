@@ -84,8 +84,9 @@ class Probe:
     def __call__(self, encoder_state) -> dict[str, float]:
         """`probe/f1_<n>shot` (mean over folds) and `probe/seconds`; `encoder_state` is the
         training state's `model/encoder`, read (copied to the host), never changed."""
-        started = time.perf_counter()
+        # The copy waits for the step in flight; the probe's own time starts after it.
         local = jax.tree.map(lambda x: np.array(x.addressable_data(0)), encoder_state)
+        started = time.perf_counter()
         nnx.update(self.encoder, local)
         features = extract_features(self.encoder, self.windows.samples,
                                     sample_rate=self.windows.sample_rate,
