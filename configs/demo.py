@@ -18,5 +18,6 @@ def get_config():
     config.total_steps = 150
     config.checkpoint_every = 50
     config.log_every = 10
+    config.probe.eval_every = 50  # BasicMotions few-shot F1 against step, for the report
     config.optim.warmup_epochs = 0.0
     return config

@@ -6,7 +6,9 @@ two-phase full fine-tune at 10 shots with a shortened second phase (50 epochs in
 so the whole demo stays near ten minutes on two CPU cores. The encoder's depth and width come
 from the pre-training config (configs/demo.py).
 
-The head's peak learning rate is 1e-2, not the paper's 1e-5: with these narrow encoders
+The head's peak learning rate is chosen per encoder and fold on the validation cases (the
+default 'tuned' protocol); with `--config.linear.protocol=paper` it is `linear_lr`, 1e-2 here,
+not the paper's 1e-5: with these narrow encoders
 (128 features of magnitude ~1) 50 epochs at 1e-5 leave the head at its random initialisation
 — measured on BasicMotions with a random encoder: macro-F1 9.5 % (one class predicted) at
 1e-5, 20 % at 1e-4, 49 % at 1e-3, 72 % at 1e-2.

@@ -79,12 +79,28 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.log_every = 50
     config.steps_in_flight = 2  # dispatched steps the host may run ahead of the device
+
+
+    # The downstream probe (img2imu_jax/probe.py): few-shot macro-F1 of the current encoder on
+    # an IMU dataset's held-out subjects, every `eval_every` steps, at step 0 and at the end.
+    config.probe = ml_collections.ConfigDict()
+    config.probe.eval_every = 1000  # 0 = off
+    config.probe.dataset = "basicmotions"  # any registry dataset; others need data_dir
+    config.probe.data_dir = ""
+    config.probe.shots = (1, 10)
+    config.probe.folds = 5
+    config.probe.seed = 0
+    config.probe.seconds = 5.0
+    config.probe.sample_rate = 50.0
+    config.probe.nfft = 64  # one spectrogram setting (gap 8): the probe compares steps
+    config.probe.noverlap = 56
+    config.probe.ridges = (1e-3, 1e-2, 1e-1, 1.0)  # × mean squared feature norm; per fold
     return config
 
 
 def finetune_base_config() -> ml_collections.ConfigDict:
     """Defaults of the downstream protocol (paper v2 §IV-A); recipes name the dataset."""
-    from img2imu_jax.finetune import FullFinetune
+    from img2imu_jax.finetune import TUNED_LRS, FullFinetune
 
     config = ml_collections.ConfigDict()
     config.seed = 0
@@ -104,6 +120,12 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.grid_gaps = (2, 4, 8, 16)
     config.epochs = 50  # of the linear head
     config.linear_lr = 1e-5  # the head's peak learning rate (warm-up from /1000, cosine to /10)
+    # 'tuned' (recommended): the peak rate chosen from `lrs` per encoder and fold on the
+    # validation subjects, jointly with the spectrogram setting; 'paper': `linear_lr` fixed.
+    config.linear = ml_collections.ConfigDict()
+    config.linear.protocol = "tuned"
+    config.linear.lrs = TUNED_LRS
+    config.linear.standardize = False  # features standardised with the n-shot set's statistics
     # 'linear' (frozen encoder, v2) and/or 'finetune' (v1's two phases, settings below).
     config.modes = ("linear",)
     config.finetune_shots = ()  # shot counts of the full fine-tune; () = the same as shots
@@ -209,6 +231,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.steps_in_flight >= 1 and config.data.prefetch >= 1,
           "steps_in_flight and data.prefetch must be >= 1")
 
+    _validate_probe(config.probe)
+
+
+def _validate_probe(probe: ml_collections.ConfigDict) -> None:
+    from img2imu_jax.imu.registry import DATASETS
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"invalid config: probe.{message}")
+
+    check(probe.eval_every >= 0, f"eval_every must be >= 0 (0 = off); got {probe.eval_every}")
+    check(probe.dataset in DATASETS, f"dataset must be one of {DATASETS}; got {probe.dataset!r}")
+    check(bool(probe.shots) and min(probe.shots) >= 1, f"shots must be >= 1; got {probe.shots}")
+    check(probe.folds >= 3, f"folds must be >= 3; got {probe.folds}")
+    check(0 <= probe.noverlap < probe.nfft,
+          f"noverlap must be in [0, nfft={probe.nfft}); got {probe.noverlap}")
+    check(bool(probe.ridges) and min(probe.ridges) > 0, f"ridges must be > 0; got {probe.ridges}")
+
 
 def validate_finetune(config: ml_collections.ConfigDict) -> None:
     """Checks a downstream config before any data is read."""
@@ -227,5 +267,12 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"invalid config: shots must be positive; got {config.shots}")
     if config.folds < 3 or config.epochs < 1 or config.data.seconds <= 0:
         raise ValueError("invalid config: folds >= 3, epochs >= 1 and data.seconds > 0")
+    from img2imu_jax.finetune import LINEAR_PROTOCOLS
+
+    if config.linear.protocol not in LINEAR_PROTOCOLS or not config.linear.lrs \
+            or min(config.linear.lrs) <= 0:
+        raise ValueError(f"invalid config: linear.protocol must be one of {LINEAR_PROTOCOLS} "
+                         f"and linear.lrs positive; got {config.linear.protocol!r}, "
+                         f"{config.linear.lrs}")
     if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
         raise ValueError("invalid config: every grid gap must be in (0, nfft)")

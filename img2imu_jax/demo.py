@@ -133,6 +133,7 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     figures = {}
     figures["loss"] = _loss_curves(pretrained, out / "pretrain_loss.png")
+    figures["probe"] = _probe_curves(pretrained, out / "probe_f1.png")
     reports.plot_f1_vs_shots(record, out / "f1_vs_shots.png")
     figures["f1"] = "f1_vs_shots.png"
     first = next(iter(ENCODERS))
@@ -162,11 +163,16 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
 
 
 def _pretrain_summary(config, run_dir: Path) -> dict:
-    rows = _metrics_rows(run_dir)
+    every = _metrics_rows(run_dir)
+    rows = [row for row in every if "loss" in row]
+    probed = [row for row in every if "probe/seconds" in row]
     return {"steps": config.total_steps, "batch_size": config.batch_size,
             "augment": config.augment.spec, "width": config.model.width,
             "first_loss": rows[0]["loss"] if rows else None,
-            "last_loss": rows[-1]["loss"] if rows else None, "workdir": str(run_dir)}
+            "last_loss": rows[-1]["loss"] if rows else None, "workdir": str(run_dir),
+            "probe": {row["step"]: {k: v for k, v in row.items() if k.startswith("probe/")}
+                      for row in probed},
+            "probe_seconds": sum(row["probe/seconds"] for row in probed)}
 
 
 def _metrics_rows(run_dir: Path) -> list[dict]:
@@ -174,7 +180,9 @@ def _metrics_rows(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
-    rows = {row["step"]: row for row in map(json.loads, path.read_text().splitlines())}
+    rows: dict[int, dict] = {}
+    for row in map(json.loads, path.read_text().splitlines()):
+        rows.setdefault(row["step"], {}).update(row)  # the probe's step-0 row has no loss
     return [rows[step] for step in sorted(rows)]
 
 
@@ -182,11 +190,21 @@ def _loss_curves(pretrained: dict, path: Path) -> str:
     plt = reports.pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.5))
     for title, (_, run_dir) in pretrained.items():
-        rows = _metrics_rows(run_dir)
+        rows = [row for row in _metrics_rows(run_dir) if "loss" in row]
         axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label=title)
     axes.set(xlabel="step", ylabel="InfoNCE loss", title="pre-training on the bundled photos")
     axes.legend(fontsize=8)
     reports.save_figure(plt, figure, path)
+    return path.name
+
+
+def _probe_curves(pretrained: dict, path: Path) -> str | None:
+    """The probe's F1 against pre-training step, when the runs probed."""
+    runs = {title: _metrics_rows(run_dir) for title, (_, run_dir) in pretrained.items()}
+    if not any(name.startswith("probe/f1_") for rows in runs.values() for row in rows
+               for name in row):
+        return None
+    reports.plot_probe_curves(runs, path)
     return path.name
 
 
@@ -279,9 +297,8 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"{config.folds} case-wise folds; linear evaluation at {', '.join(map(str, config.shots))} "
         f"shots per class over {len(config.grid_nfft) * len(config.grid_gaps)} spectrogram "
         "settings chosen on validation, and the two-phase full fine-tune at "
-        f"{', '.join(map(str, config.finetune_shots or config.shots))} shots. The linear "
-        f"heads peak at a learning rate of {config.linear_lr:g} (the paper's is 1e-5, which "
-        "leaves heads on these narrow encoders untrained; configs/demo_finetune.py says more).",
+        f"{', '.join(map(str, config.finetune_shots or config.shots))} shots. "
+        + _head_rate_text(config),
         "",
         "## Results", "", reports.results_markdown(record),
         "## What these numbers say", "",
@@ -297,6 +314,12 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         "## Figures", "",
         "Pre-training loss (InfoNCE against the MoCo queue):", "",
         f"![pre-training loss]({figures['loss']})", "",
+    ]
+    if figures["probe"]:
+        probe = _probe_text(pretrained)
+        lines += [f"The downstream probe while pre-training ran: {probe}", "",
+                  f"![probe F1 against step]({figures['probe']})", ""]
+    lines += [
         "Macro-F1 against labelled windows per class (mean ± std over folds):", "",
         f"![F1 against shots]({figures['f1']})", "",
         f"Confusion matrix of the {next(iter(ENCODERS))} encoder, linear evaluation:", "",
@@ -320,6 +343,24 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
               "- fine-tuned classifiers, usable with `img2imu predict --checkpoint DIR "
               "recording.csv`: " + ", ".join(f"`{p}`" for p in record["models"].values()), ""]
     return "\n".join(lines)
+
+
+def _probe_text(pretrained: dict) -> str:
+    probe = next(iter(pretrained.values()))[0].probe
+    return (f"few-shot macro-F1 on {probe.dataset}'s held-out subjects ({probe.folds} folds, "
+            f"{', '.join(map(str, probe.shots))} shots, a closed-form ridge head on the frozen "
+            f"encoder's features, nfft {probe.nfft}, noverlap {probe.noverlap}) every "
+            f"{probe.eval_every} steps; step 0 is the random-init encoder.")
+
+
+def _head_rate_text(config) -> str:
+    if config.linear.protocol == "tuned":
+        return ("Each linear head's peak learning rate is chosen per encoder and fold on the "
+                "validation cases from " + ", ".join(f"{lr:g}" for lr in config.linear.lrs)
+                + ", jointly with the spectrogram setting (the paper fixes 1e-5).")
+    return (f"The linear heads peak at a learning rate of {config.linear_lr:g} (the paper's is "
+            "1e-5, which leaves heads on these narrow encoders untrained; "
+            "configs/demo_finetune.py says more).")
 
 
 def _photo_count() -> int:

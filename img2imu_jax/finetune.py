@@ -50,6 +50,12 @@ LINEAR_LR, LINEAR_LR_START, LINEAR_LR_END = 1e-5, 1e-8, 1e-6
 
 MODES = ("linear", "finetune")
 
+# The recommended linear evaluation ('tuned'): the head's peak learning rate chosen per encoder
+# and fold on the validation subjects, jointly with the spectrogram setting, because one fixed
+# rate favours whichever encoder's feature scale suits it (issue 10). 'paper' is v2's fixed 1e-5.
+LINEAR_PROTOCOLS = ("tuned", "paper")
+TUNED_LRS = (1e-4, 1e-3, 1e-2, 1e-1)
+
 
 def extract_features(
     encoder: nnx.Module,
@@ -108,14 +114,31 @@ def train_linear_head(
     steps = len(features) // batch_size
     schedule = schedule or linear_schedule(steps, epochs=epochs, peak=learning_rate)
     rates = _rates(schedule, epochs, steps)
-    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-    bound = 1.0 / np.sqrt(features.shape[1])  # torch.nn.Linear's default initialisation
-    params = (
-        jax.random.uniform(init_key, (features.shape[1], n_classes), minval=-bound, maxval=bound),
-        jnp.zeros((n_classes,)),
-    )
+    params, shuffle_key = _initial_head(features.shape[1], n_classes, seed)
     return _fit_head(params, jnp.asarray(features, jnp.float32), jnp.asarray(labels), rates,
                      jax.random.split(shuffle_key, epochs), batch_size, optimizer, momentum)
+
+
+def train_linear_heads(
+    features: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    seed: int,
+    learning_rates: tuple[float, ...],
+    epochs: int = LINEAR_EPOCHS,
+    batch_size: int = LINEAR_BATCH,
+) -> list[tuple[jax.Array, jax.Array]]:
+    """`train_linear_head` (Adam, the paper's schedule shape) at every peak learning rate at
+    once: the same initialisation and minibatch order, the runs vmapped in one program."""
+    batch_size = min(batch_size, len(features))
+    steps = len(features) // batch_size
+    rates = jnp.stack([_rates(linear_schedule(steps, epochs=epochs, peak=lr), epochs, steps)
+                       for lr in learning_rates])
+    params, shuffle_key = _initial_head(features.shape[1], n_classes, seed)
+    kernels, biases = _fit_heads(params, jnp.asarray(features, jnp.float32), jnp.asarray(labels),
+                                 rates, jax.random.split(shuffle_key, epochs), batch_size)
+    return [(kernels[i], biases[i]) for i in range(len(learning_rates))]
 
 
 def train_network(
@@ -155,6 +178,15 @@ def train_network(
     return classifier
 
 
+def _initial_head(n_features: int, n_classes: int, seed: int):
+    """torch.nn.Linear's default initialisation, and the key that shuffles minibatches."""
+    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
+    bound = 1.0 / np.sqrt(n_features)
+    params = (jax.random.uniform(init_key, (n_features, n_classes), minval=-bound, maxval=bound),
+              jnp.zeros((n_classes,)))
+    return params, shuffle_key
+
+
 def _rates(schedule: optax.Schedule, epochs: int, steps: int) -> jax.Array:
     rates = jax.vmap(schedule)(jnp.arange(epochs * steps)).astype(jnp.float32)
     return rates.reshape(epochs, steps)
@@ -191,6 +223,12 @@ def _fit_head(params, x, y, rates, epoch_keys, batch_size: int, optimizer: str, 
 
     carry = (params, transform.init(params))
     return jax.lax.scan(epoch, carry, (rates, epoch_keys))[0][0]
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def _fit_heads(params, x, y, rates, epoch_keys, batch_size: int):
+    fit = functools.partial(_fit_head, batch_size=batch_size, optimizer="adam", momentum=0.9)
+    return jax.vmap(fit, in_axes=(None, None, None, 0, None))(params, x, y, rates, epoch_keys)
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=(1, 2, 3))
@@ -266,14 +304,21 @@ def evaluate(
     epochs: int = LINEAR_EPOCHS,
     linear_lr: float = LINEAR_LR,
     full: FullFinetune = FullFinetune(),
+    tuned_lrs: tuple[float, ...] = (),
+    standardize: bool = False,
 ) -> tuple[dict, dict]:
     """The paper's protocol for one encoder: per fold and shot count, the spectrogram setting
     whose linear head scores best on the validation subjects, then each mode's test macro-F1.
 
+    The head's peak learning rate is the paper's fixed `linear_lr`, or with `tuned_lrs` the
+    one of them that scores best on validation jointly with the setting; `standardize` fits
+    the head on features standardised with the n-shot training set's mean and std (folded
+    into the head, so saved classifiers take raw features).
+
     Modes: `linear` (frozen encoder, the head selected above) and `finetune` (the two-phase
     full fine-tune, at the setting linear evaluation selected: searching the grid with full
     fine-tunes would cost 16× more). Returns `(results, models)`: `results[mode][n]` holds
-    `f1` (per fold), `mean`, `std`, `settings`, and `confusion` (test counts summed over folds,
+    `f1` (per fold), `mean`, `std`, `settings`, `learning_rates`, and `confusion` (test counts summed over folds,
     true class by row); `models[mode]` the classifier (and its frontend) at the largest n from
     the fold with the best validation macro-F1, with where it came from.
     """
@@ -286,16 +331,16 @@ def evaluate(
         for setting in grid
     }
     labels, n_classes = windows.labels, len(windows.classes)
-    results = {mode: {n: {"f1": [], "validation_f1": [], "settings": [],
+    results = {mode: {n: {"f1": [], "validation_f1": [], "settings": [], "learning_rates": [],
                           "confusion": np.zeros((n_classes, n_classes), np.int64)}
                       for n in shots} for mode in modes}
     models: dict[str, dict] = {}
     for fold in subject_folds(windows, folds=folds, seed=seed):
         for n in shots:
             train = few_shot(windows, fold.train, n, seed=seed + fold.index, fold=fold.index)
-            setting, head = _best_linear_head(features, labels, train, fold.validation,
-                                              n_classes, seed=seed, epochs=epochs,
-                                              learning_rate=linear_lr)
+            setting, lr, head = _best_linear_head(
+                features, labels, train, fold.validation, n_classes, seed=seed, epochs=epochs,
+                learning_rates=tuple(tuned_lrs) or (linear_lr,), standardize=standardize)
             for mode in modes:
                 if mode == "linear":
                     model = None  # built only if it is the one to save
@@ -316,6 +361,7 @@ def evaluate(
                 summary["f1"].append(macro_f1(labels[fold.test], predicted))
                 summary["validation_f1"].append(valid_f1)
                 summary["settings"].append(setting)
+                summary["learning_rates"].append(lr)
                 np.add.at(summary["confusion"], (labels[fold.test], predicted), 1)
                 best = models.get(mode)
                 if n == max(shots) and (best is None or valid_f1 > best["validation_f1"]):
@@ -332,16 +378,30 @@ def evaluate(
 
 def _best_linear_head(features: dict, labels: np.ndarray, train: np.ndarray,
                       validation: np.ndarray, n_classes: int, *, seed: int, epochs: int,
-                      learning_rate: float):
-    """The spectrogram setting (and its head) whose head scores best on `validation`."""
+                      learning_rates: tuple[float, ...], standardize: bool):
+    """`(setting, learning rate, head)` whose head scores best on `validation`; ties go to the
+    first in grid order. Test windows are never looked at."""
     candidates = []
     for setting, values in features.items():
-        head = train_linear_head(values[train], labels[train], n_classes, seed=seed,
-                                 epochs=epochs, learning_rate=learning_rate)
-        candidates.append((macro_f1(labels[validation], predict(head, values[validation])),
-                           setting, head))
-    _, setting, head = max(candidates, key=lambda c: c[0])
-    return setting, head
+        x = values[train]
+        mean, std = (x.mean(axis=0), x.std(axis=0) + 1e-6) if standardize else (0.0, 1.0)
+        x = (x - mean) / std
+        if len(learning_rates) == 1:  # the paper's protocol: its one compiled program
+            heads = [train_linear_head(x, labels[train], n_classes, seed=seed, epochs=epochs,
+                                       learning_rate=learning_rates[0])]
+        else:
+            heads = train_linear_heads(x, labels[train], n_classes, seed=seed, epochs=epochs,
+                                       learning_rates=learning_rates)
+        for lr, (kernel, bias) in zip(learning_rates, heads):
+            if standardize:  # fold the standardisation in: the head takes raw features
+                scale = jnp.asarray(1.0 / std, jnp.float32)[:, None]
+                kernel, bias = kernel * scale, bias - jnp.asarray(mean, jnp.float32) @ (
+                    kernel * scale)
+            head = (kernel, bias)
+            candidates.append((macro_f1(labels[validation], predict(head, values[validation])),
+                               setting, lr, head))
+    _, setting, lr, head = max(candidates, key=lambda c: c[0])
+    return setting, lr, head
 
 
 def _classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], seed: int) -> Classifier:
@@ -387,7 +447,8 @@ def run(config, workdir: str | os.PathLike,
             found, best = evaluate(encoder, windows, modes=modes, shots=shots,
                                    folds=config.folds, grid=grid, seed=config.seed,
                                    epochs=config.epochs, linear_lr=config.linear_lr,
-                                   full=FullFinetune(**config.finetune))
+                                   full=FullFinetune(**config.finetune),
+                                   **linear_protocol(config))
             by_mode.update(found)
             models.update(best)
         for mode, by_n in by_mode.items():
@@ -403,6 +464,7 @@ def run(config, workdir: str | os.PathLike,
                  "source_sample_rate": dataset.recordings[0].sample_rate, **origin})
             saved[f"{name} / {mode}"] = str(path)
     record = {"dataset": dataset.name, "windows": len(windows), "classes": list(dataset.classes),
+              "linear_protocol": config.linear.protocol,
               "skipped_source_lines": dataset.skipped, "pretrained": config.pretrained,
               "results": {mode: {name: {str(n): r for n, r in by_n.items()}
                                  for name, by_n in by_name.items()}
@@ -412,6 +474,13 @@ def run(config, workdir: str | os.PathLike,
     (workdir / "results.md").write_text(reports.results_markdown(record))
     reports.plot_f1_vs_shots(record, workdir / "f1_vs_shots.png")
     return record
+
+
+def linear_protocol(config) -> dict:
+    """`evaluate`'s head-rate arguments for `config.linear.protocol`."""
+    if config.linear.protocol == "paper":
+        return {}
+    return {"tuned_lrs": tuple(config.linear.lrs), "standardize": config.linear.standardize}
 
 
 def _shot_groups(config) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:

@@ -43,6 +43,7 @@ from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.methods import Method, get_method
 from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
+from img2imu_jax.probe import Probe
 from img2imu_jax.spectrogram import normalize_imagenet
 
 log = logging.getLogger(__name__)
@@ -96,17 +97,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps, run.method.progress)
     in_flight: collections.deque[tuple[int, dict]] = collections.deque()
+    # The downstream probe reads the state between steps and never writes it (process 0).
+    probe = Probe(config) if config.probe.eval_every and jax.process_index() == 0 else None
+    if probe is not None and start == 0:
+        report.probe(0, probe(state["model"]["encoder"]))  # the random-init reference
     with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
             state, device_metrics = run.step_fn(state, next(batches))
             in_flight.append((step, device_metrics))
             if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
                 report.add(*in_flight.popleft())
+            probing = probe is not None and probe.due(step, total_steps)
             preempted = stop.requested(step)
-            if step % config.checkpoint_every == 0 or step == total_steps or preempted:
-                while in_flight:  # every step up to this checkpoint is checked before it is saved
+            saving = step % config.checkpoint_every == 0 or step == total_steps or preempted
+            if probing or saving:
+                while in_flight:  # every step up to here is checked before a probe or a save
                     report.add(*in_flight.popleft())
-                report.flush(force_log=True)
+                report.flush(force_log=True,
+                             extra=probe(state["model"]["encoder"]) if probing else None)
+            if saving:
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
             if preempted:
@@ -271,6 +280,11 @@ class _StepTimer:
         return {"step_time_s": seconds, "images_per_s_per_device": per_device,
                 "views_per_s_per_device": 2 * per_device}
 
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside training steps (the probe) is not step time."""
+        if self.last is not None:
+            self.last = (self.last[0], self.last[1] + seconds)
+
 
 class _Reporter:
     """Checks every step's loss and logs, reading the device every `log_every` steps only:
@@ -289,6 +303,7 @@ class _Reporter:
         self.log_every = config.log_every
         self.timer = _StepTimer(config.batch_size, jax.device_count())
         self.pending: list[tuple[int, dict]] = []
+        self.last_step = 0
         self.last: dict[str, float] = {}
 
     def add(self, step: int, device_metrics: dict) -> None:
@@ -297,8 +312,13 @@ class _Reporter:
         if step % self.log_every == 0:
             self.flush()
 
-    def flush(self, *, force_log: bool = False) -> None:
+    def flush(self, *, force_log: bool = False, extra: dict[str, float] | None = None) -> None:
+        """Fetches the pending steps; logs the last of them (with `extra`, the probe's row)."""
+        if extra:  # the probe ran after the last step: its time is not step time
+            self.timer.exclude(extra.get("probe/seconds", 0.0))
         if not self.pending:
+            if extra:  # that step was logged already
+                self._write(self.last_step, dict(extra))
             return
         steps = [step for step, _ in self.pending]
         fetched = jax.device_get([metrics for _, metrics in self.pending])
@@ -309,25 +329,40 @@ class _Reporter:
                     f"loss is {float(values['loss'])} at step {step}; stopping. The last "
                     f"checkpoint saved before it is intact in {self.workdir / 'checkpoints'}"
                 )
-        step = steps[-1]
+        step = self.last_step = steps[-1]
         metrics = {name: float(value) for name, value in fetched[-1].items()}
         self.last = metrics
-        if not (force_log or step % self.log_every == 0):
+        if not (force_log or extra or step % self.log_every == 0):
             return
         metrics.update(self.timer.rates(step))
+        metrics.update(extra or {})
+        self._write(step, metrics)
+
+    def probe(self, step: int, metrics: dict[str, float]) -> None:
+        """A probe row with no training step behind it (step 0: the random-init encoder)."""
+        self._write(step, metrics)
+
+    def _write(self, step: int, metrics: dict[str, float]) -> None:
         self.writer.write_scalars(step, metrics)
         if jax.process_index() > 0:
             return
         with open(self.workdir / "metrics.jsonl", "a") as out:
             out.write(json.dumps({"step": step, **metrics}) + "\n")
+        parts = []
+        if "loss" in metrics:
+            shown = "".join(f", {label} {metrics[name]:.3f}" for name, label in self.progress)
+            parts.append(f"loss {metrics['loss']:.4f}{shown}, lr {metrics['learning_rate']:.2e}")
+        probe = [f"{name.removeprefix('probe/f1_')} {100 * value:.1f}"
+                 for name, value in metrics.items()
+                 if name.startswith("probe/f1_")]
+        if probe:
+            parts.append(f"probe macro-F1 % {' / '.join(probe)}")
         speed = ""
         if "step_time_s" in metrics:
             left = int(metrics["step_time_s"] * (self.total - step))
             speed = (f", {metrics['images_per_s_per_device']:.0f} img/s/device, ETA "
                      f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-        shown = "".join(f", {label} {metrics[name]:.3f}" for name, label in self.progress)
-        print(f"step {step}/{self.total}: loss {metrics['loss']:.4f}{shown}, lr "
-              f"{metrics['learning_rate']:.2e}{speed}", flush=True)
+        print(f"step {step}/{self.total}: {', '.join(parts)}{speed}", flush=True)
 
 
 class _PreemptionWatch:

@@ -18,13 +18,18 @@ import numpy as np
 MODE_TITLES = {"linear": "linear evaluation (frozen encoder)",
                "finetune": "full fine-tune (head, then whole network)"}
 
+LINEAR_PROTOCOL_TITLES = {"tuned": ", head learning rate chosen on validation",
+                          "paper": ", the paper's fixed head learning rate"}
+
 
 def results_markdown(record: dict) -> str:
     """Macro-F1 (%) per encoder and shot count, one table per mode."""
     lines = []
     for mode, by_encoder in record["results"].items():
         shots = sorted({n for by_n in by_encoder.values() for n in by_n}, key=int)
-        lines += [f"Macro-F1 (%) on {record['dataset']}, {MODE_TITLES[mode]}, mean ± std over "
+        protocol = LINEAR_PROTOCOL_TITLES.get(record.get("linear_protocol"), "")
+        title = MODE_TITLES[mode] + (protocol if mode == "linear" else "")
+        lines += [f"Macro-F1 (%) on {record['dataset']}, {title}, mean ± std over "
                   "folds", "",
                   "| encoder | " + " | ".join(f"{n}-shot" for n in shots) + " |",
                   "|---|" + "---:|" * len(shots)]
@@ -152,3 +157,25 @@ def save_figure(plt, figure, path: str | os.PathLike) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_probe_curves(runs: dict[str, list[dict]], path: str | os.PathLike) -> None:
+    """The pre-training probe's few-shot macro-F1 against step, a panel per shot count: a line
+    per run (its `metrics.jsonl` rows) and, dashed, step 0's random-init encoder."""
+    plt = pyplot()
+    names = sorted({k for rows in runs.values() for row in rows for k in row
+                    if k.startswith("probe/f1_")}, key=lambda k: int(k[9:-4]))
+    figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.4),
+                                squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for title, rows in runs.items():
+            points = [(row["step"], 100 * row[name]) for row in rows if name in row]
+            if points:
+                line, = ax.plot(*zip(*points), marker=".", label=title)
+                if points[0][0] == 0:
+                    ax.axhline(points[0][1], color=line.get_color(), linestyle="--",
+                               linewidth=0.8)
+        ax.set(xlabel="pre-training step", ylabel="macro-F1 (%)",
+               title=f"probe, {name[9:-4]}-shot (dashed: random init)")
+        ax.legend(fontsize=7)
+    save_figure(plt, figure, path)

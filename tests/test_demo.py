@@ -10,7 +10,8 @@ import pytest
 from img2imu_jax import cli, demo
 
 REPORT_FILES = {"report.md", "metrics.json", "pretrain_loss.png", "f1_vs_shots.png",
-                "confusion.png", "spectrograms.png", "augment_img2imu.png", "augment_mocov2.png"}
+                "confusion.png", "spectrograms.png", "augment_img2imu.png", "augment_mocov2.png",
+                "probe_f1.png"}
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def test_quick_demo_writes_every_report_file(quick_demo):
     assert {p.name for p in report.glob("*.png")} <= set(
         re.findall(r"\(([^)]+\.png)\)", markdown)) | {"reference_ours.png"}
     assert "| random init |" in markdown and "full fine-tune" in markdown
+    assert "probe while pre-training" in markdown
     assert "not a replication" in markdown  # the honest reading of tiny-scale numbers
 
     metrics = json.loads((report / "metrics.json").read_text())

@@ -288,3 +288,62 @@ def test_cut_stream_cuts_like_the_labelled_windows():
     np.testing.assert_allclose(starts, np.arange(len(windows)) * 1.0)  # hop: half of 2 s
     with pytest.raises(ValueError, match="shorter than one 20.0 s window"):
         cut_stream(samples, 20.0, seconds=20.0)
+
+
+def test_vmapped_learning_rate_grid_equals_one_head_per_rate():
+    from img2imu_jax.finetune import train_linear_heads
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 4)
+    features = rng.normal(size=(12, 8)) + np.eye(3, 8)[labels]
+    rates = (1e-3, 1e-1)
+    heads = train_linear_heads(features, labels, 3, seed=0, epochs=5, learning_rates=rates)
+    for lr, (kernel, bias) in zip(rates, heads):
+        one = train_linear_head(features, labels, 3, seed=0, epochs=5, learning_rate=lr)
+        np.testing.assert_allclose(kernel, one[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(bias, one[1], rtol=1e-5, atol=1e-6)
+
+
+def test_the_tuned_choice_uses_only_validation_subjects():
+    from img2imu_jax.finetune import _best_linear_head
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 30)
+    centres = rng.normal(size=(3, 12))
+    features = {(32, 28): centres[labels] * 0.5 + rng.normal(size=(90, 12)),
+                (64, 60): centres[labels] * 1.5 + rng.normal(size=(90, 12))}
+    train, validation, test = np.arange(0, 90, 3), np.arange(1, 90, 3), np.arange(2, 90, 3)
+    choices = []
+    for scramble in (False, True):
+        seen = labels.copy()
+        if scramble:
+            seen[test] = rng.permutation(seen[test])
+        for standardize in (False, True):
+            setting, lr, head = _best_linear_head(
+                features, seen, train, validation, 3, seed=0, epochs=4,
+                learning_rates=(1e-4, 1e-2, 1e-1), standardize=standardize)
+            choices.append((setting, lr, np.asarray(head[0])))
+    for (setting, lr, kernel), (again_setting, again_lr, again) in zip(choices[:2], choices[2:]):
+        assert (setting, lr) == (again_setting, again_lr)
+        np.testing.assert_array_equal(kernel, again)
+    assert choices[0][:2] == ((64, 60), 1e-1)  # the separable setting, a rate that trains
+
+
+def test_standardised_heads_take_raw_features():
+    from img2imu_jax.finetune import _best_linear_head
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(2), 10)
+    raw = rng.normal(size=(20, 6)) * 50 + 300 + 40 * labels[:, None]  # large offset and scale
+    everything = np.arange(20)
+    _, _, head = _best_linear_head({(32, 28): raw}, labels, everything, everything, 2, seed=0,
+                                   epochs=20, learning_rates=(1e-2, 1e-1), standardize=True)
+    mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6
+    kernel, bias = head
+    # the folded head on raw features computes the same logits as its standardised form
+    standardised_kernel = np.asarray(kernel) * std[:, None]
+    standardised_bias = np.asarray(bias) + mean @ np.asarray(kernel)
+    np.testing.assert_allclose(raw @ np.asarray(kernel) + np.asarray(bias),
+                               ((raw - mean) / std) @ standardised_kernel + standardised_bias,
+                               rtol=1e-4, atol=1e-3)
+    assert macro_f1(labels, predict(head, raw)) == 1.0

@@ -3,6 +3,7 @@ bit-identically after a real kill; SIGTERM saves and exits 0; config errors come
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -106,7 +107,8 @@ def run_pretrain(workdir: Path, *overrides: str, wait: bool = True, devices: int
     command = [sys.executable, "-m", "img2imu_jax.cli", "pretrain", "--config",
                str(CONFIGS / "demo.py"), "--workdir", str(workdir), *extra,
                *[f"--config.{o}" for o in SMALL + ["total_steps=8", "checkpoint_every=2",
-                                                   "log_every=1", "data.data_dir=" +
+                                                   "log_every=1", "probe.eval_every=0",
+                                                   "data.data_dir=" +
                                                    str(workdir.parent / "tfds"), *overrides]]]
     # Later runs reuse the first run's compiled programs: the same executables, sooner.
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
@@ -195,6 +197,21 @@ def test_sigterm_saves_at_the_next_step_and_exits_zero(uninterrupted, tmp_path):
     run_pretrain(workdir)
     jax.tree.map(np.testing.assert_array_equal, final_state(workdir)[1],
                  final_state(straight)[1])
+
+
+def test_the_probe_logs_few_shot_f1_and_leaves_training_bit_identical(uninterrupted, tmp_path):
+    straight, _ = uninterrupted
+    workdir = tmp_path / "probed"
+    output = run_pretrain(workdir, "probe.eval_every=4", "probe.folds=3")
+    jax.tree.map(np.testing.assert_array_equal, final_state(workdir)[1],
+                 final_state(straight)[1])
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    probed = {row["step"]: row for row in rows if "probe/f1_10shot" in row}
+    assert sorted(probed) == [0, 4, 8]  # the random-init reference, every 4 steps, the end
+    assert "loss" not in probed[0] and "loss" in probed[4]
+    for row in probed.values():
+        assert 0 < row["probe/f1_1shot"] <= 1 and 0 < row["probe/f1_10shot"] <= 1
+    assert "step 0/8: probe macro-F1 % 1shot" in output
 
 
 def test_the_fine_tune_loop_can_restore_just_the_encoder(uninterrupted):

@@ -1,0 +1,181 @@
+"""Does image pre-training transfer to few-shot IMU classification? Evidence, at a fixed budget.
+
+Pre-trains on the 1000 real ImageNet photos of `shared/datasets/imagenet_sample_1000` (one per
+class; the tar is unpacked into WORKDIR/photos) with each method of `--methods`, the same step
+count and a wall-clock cap (`--budget-minutes`, enforced through the trainer's preemption path:
+SIGTERM saves at the next step and stops), then runs the linear evaluation (the config's
+protocol, 'tuned' by default: head rate chosen on validation) on WISDM 2019 and Daphnet for
+every encoder and a randomly initialised one beside them. Each run also logs the BasicMotions
+probe (`probe/f1_*`) into its metrics.jsonl. Prints the table and writes JSON.
+
+Methods (name → config overrides of configs/img2imu_paper.py): `img2imu` (MoCo + the
+sensor-aware set, the paper's method), `mocov2` (MoCo + MoCo v2's augmentations), `simclr`
+(SimCLR + the sensor-aware set); `simsiam` and `img2imu_noshuffle` need the i10-methods
+branch (SimSiam, Shuffle BN) and are refused by config validation without it.
+
+The issue's budget is 20 minutes per pre-training at width 32 on two free CPU cores:
+
+    PYTHONPATH=. .venv/bin/python benchmarks/transfer.py \\
+        --photos ../shared/datasets/imagenet_sample_1000/imagenet_sample_1000.tar \\
+        --wisdm ../shared/datasets/wisdm2019_watch_accel_6act \\
+        --daphnet ../shared/datasets/daphnet_fog --workdir runs/transfer \\
+        --width 32 --batch 64 --queue 1024 --steps 700 --budget-minutes 20 \\
+        --out benchmarks/out/transfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SENSOR_AWARE = "translate_x|permute_x|hue|jitter"
+METHODS = {
+    "img2imu": ("method=moco", f"augment.spec={SENSOR_AWARE}"),
+    "mocov2": ("method=moco", "augment.spec=mocov2"),
+    "simclr": ("method=simclr", "model.head=simclr", f"augment.spec={SENSOR_AWARE}"),
+    "simsiam": ("method=simsiam", "augment.spec=simsiam"),
+    "img2imu_noshuffle": ("method=moco", f"augment.spec={SENSOR_AWARE}",
+                          "moco.shuffle_bn=False"),
+}
+DATASETS = {"wisdm2019": "finetune_wisdm2019.py", "daphnet": "finetune_daphnet.py"}
+
+
+def photo_folder(photos: Path, workdir: Path) -> Path:
+    """The photos as a folder of JPEGs (the trainer reads folders), unpacking a tar once."""
+    if photos.is_dir():
+        return photos
+    out = workdir / "photos"
+    if not (out / ".unpacked").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(photos) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and m.name.lower().endswith((".jpeg", ".jpg", ".png"))]
+            for member in members:  # flat, and never a path outside `out`
+                member.name = Path(member.name).name
+                tar.extract(member, out, filter="data")
+        (out / ".unpacked").write_text(f"{len(members)}\n")
+    return out
+
+
+def pretrain(name: str, args, photos: Path) -> dict:
+    """One method's pre-training under the wall-clock cap; what it reached."""
+    from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
+    from img2imu_jax.config import load_config
+    from img2imu_jax.pretrain import train
+
+    run_dir = args.workdir / "pretrain" / name
+    overrides = [*METHODS[name], f"data.dataset={photos}",
+                 f"data.data_dir={args.workdir / 'tfds'}", f"model.width={args.width}",
+                 f"batch_size={args.batch}", f"moco.queue_size={args.queue}",
+                 f"total_steps={args.steps}", f"checkpoint_every={args.steps}",
+                 f"log_every={max(1, args.steps // 20)}", "data.shuffle_buffer=1000",
+                 f"probe.eval_every={max(1, args.steps // 4)}"]
+    config = load_config(CONFIGS / "img2imu_paper.py", overrides)
+    started = time.perf_counter()
+    if not finished_steps(run_dir / CHECKPOINTS):
+        timer = threading.Timer(args.budget_minutes * 60, os.kill,
+                                (os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            train(config, run_dir)
+        finally:
+            timer.cancel()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    trained = [row for row in rows if "loss" in row]
+    probes = {row["step"]: {k: v for k, v in row.items() if k.startswith("probe/f1_")}
+              for row in rows if any(k.startswith("probe/f1_") for k in row)}
+    return {"checkpoints": str(run_dir / CHECKPOINTS), "overrides": overrides,
+            "steps": finished_steps(run_dir / CHECKPOINTS)[-1],
+            "wall_s": time.perf_counter() - started,
+            "last_loss": trained[-1]["loss"], "last_top1": trained[-1]["contrastive_top1"],
+            "probe": probes}
+
+
+def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
+    """The linear evaluation of every pre-trained encoder and random init on one dataset."""
+    from img2imu_jax import finetune
+    from img2imu_jax.config import load_config, validate_finetune
+
+    overrides = [f"data.data_dir={data_dir}", f"model.width={args.width}",
+                 f"shots={tuple(args.shots)}", f"grid_nfft={tuple(args.nfft)}",
+                 f"grid_gaps={tuple(args.gaps)}", f"linear.protocol={args.protocol}",
+                 "save_models=False"]
+    config = load_config(CONFIGS / DATASETS[dataset], overrides, checks=validate_finetune)
+    encoders = {name: finetune.load_encoder(config, run["checkpoints"])
+                for name, run in runs.items()}
+    encoders["random init"] = finetune.load_encoder(config, None)
+    started = time.perf_counter()
+    record = finetune.run(config, args.workdir / f"finetune_{dataset}", encoders)
+    linear = record["results"]["linear"]
+    return {"overrides": overrides, "wall_s": time.perf_counter() - started,
+            "f1": {name: {n: by_n[n]["mean"] for n in by_n} for name, by_n in linear.items()},
+            "std": {name: {n: by_n[n]["std"] for n in by_n} for name, by_n in linear.items()},
+            "learning_rates": {name: {n: by_n[n]["learning_rates"] for n in by_n}
+                               for name, by_n in linear.items()}}
+
+
+def table(result: dict) -> str:
+    shots = [str(n) for n in result["args"]["shots"]]
+    header = "| encoder | steps | last top-1 | " + " | ".join(
+        f"{d} {n}-shot" for d in result["evaluation"] for n in shots) + " |"
+    lines = [header, "|---|---:|---:|" + "---:|" * (len(shots) * len(result["evaluation"]))]
+    for name in [*result["pretraining"], "random init"]:
+        run = result["pretraining"].get(name)
+        cells = [str(run["steps"]) if run else "—", f"{run['last_top1']:.3f}" if run else "—"]
+        for by_dataset in result["evaluation"].values():
+            cells += [f"{100 * by_dataset['f1'][name][n]:.1f} ± "
+                      f"{100 * by_dataset['std'][name][n]:.1f}" for n in shots]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, required=True, help="folder or .tar of photos")
+    parser.add_argument("--wisdm", type=Path, required=True)
+    parser.add_argument("--daphnet", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, default=Path("runs/transfer"))
+    parser.add_argument("--methods", default="img2imu,mocov2,simclr",
+                        help=f"comma-separated, among {', '.join(METHODS)}")
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--budget-minutes", type=float, default=20.0,
+                        help="wall-clock cap per pre-training (saves and stops when reached)")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--queue", type=int, default=1024)
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--nfft", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--gaps", type=int, nargs="+", default=[8])
+    parser.add_argument("--protocol", choices=("tuned", "paper"), default="tuned")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer.json"))
+    args = parser.parse_args()
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+    logging.basicConfig(level=logging.WARNING)
+    args.workdir = args.workdir.resolve()
+    photos = photo_folder(args.photos, args.workdir)
+    started = time.perf_counter()
+    runs = {name: pretrain(name, args, photos) for name in args.methods.split(",")}
+    evaluation = {dataset: evaluate(dataset, path, runs, args)
+                  for dataset, path in (("wisdm2019", args.wisdm), ("daphnet", args.daphnet))}
+    result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "pretraining": runs, "evaluation": evaluation,
+              "wall_s": time.perf_counter() - started}
+    print(table(result), end="")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} ({result['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
