@@ -16,32 +16,34 @@ position beside it in the checkpoint, a restarted run continues exactly where it
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from img2imu_jax import losses, optim
+from img2imu_jax import compile_cache, losses, optim, run_info
 from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.models import build_model
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
+from img2imu_jax.paths import user_path
+from img2imu_jax.profiling import StepProfiler
 from img2imu_jax.spectrogram import normalize_imagenet
+from img2imu_jax.writers import training_writer
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,13 @@ class NonFiniteLoss(RuntimeError):
     """Training diverged; the last good checkpoint is left as it was."""
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, float]:
-    """Pre-trains as `config` says, checkpointing into `workdir`; returns the last metrics."""
-    workdir = Path(workdir)
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+          allow_config_change: bool = False) -> dict[str, float]:
+    """Pre-trains as `config` says, checkpointing into `workdir` (local or gs://); returns the
+    last metrics. Resuming with another config needs `allow_config_change` (see run_info)."""
+    workdir = user_path(workdir, what="workdir")
     workdir.mkdir(parents=True, exist_ok=True)
+    compile_cache.enable(config.compilation_cache_dir)
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -88,6 +93,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     # ---- Restore, or start fresh.
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
                                keep=config.keep_checkpoints)
+    run_info.stamp(workdir, config, resuming=checkpoints.latest_step() is not None,
+                   allow_config_change=allow_config_change)
     data_state = None
     restored = checkpoints.restore(abstract_like(state, replicated))
     if restored is not None:
@@ -100,15 +107,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     host = HostBatches(builder, batch_size=local_batch, seed=config.seed,
                        split=config.data.split, image_size=tuple(config.data.image_size),
                        shuffle_buffer=config.data.shuffle_buffer, state=data_state)
-    writer = metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=True
-    )
+    writer = training_writer(workdir, config, resumed_step=start)
+    profiler = StepProfiler(workdir, config.profile_steps)
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps)
     previous: tuple[int, dict] | None = None
     with ImageBatches(host, mesh) as batches:
         for step in range(start + 1, total_steps + 1):
+            profiler.before(step)
             state, device_metrics = step_fn(state, next(batches))
+            profiler.after(step, device_metrics)
             if previous is not None:  # the previous step's numbers, while this one runs
                 report(*previous)
             previous = (step, device_metrics)
@@ -121,6 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
             if preempted:
                 log.info("preempted: saved step %d, exiting", step)
                 break
+    profiler.close(state)
     checkpoints.wait()
     checkpoints.close()
     writer.close()
@@ -291,7 +300,7 @@ class _Reporter:
     """Checks every step's loss (one step behind, so the device never waits) and logs every
     `log_every` steps: TensorBoard, `metrics.jsonl` and a progress line on process 0."""
 
-    def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int):
+    def __init__(self, writer, workdir: epath.Path, config: ml_collections.ConfigDict, total: int):
         self.writer, self.workdir, self.total = writer, workdir, total
         self.log_every = config.log_every
         self.timer = _StepTimer(config.batch_size, jax.device_count())
@@ -308,11 +317,9 @@ class _Reporter:
         if not (force_log or step % self.log_every == 0):
             return
         metrics.update(self.timer.rates(step))
-        self.writer.write_scalars(step, metrics)
+        self.writer.write_scalars(step, metrics)  # TensorBoard, metrics.jsonl (see writers)
         if jax.process_index() > 0:
             return
-        with open(self.workdir / "metrics.jsonl", "a") as out:
-            out.write(json.dumps({"step": step, **metrics}) + "\n")
         speed = ""
         if "step_time_s" in metrics:
             left = int(metrics["step_time_s"] * (self.total - step))
