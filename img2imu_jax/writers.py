@@ -20,6 +20,8 @@ import ml_collections
 from clu import metric_writers
 from etils import epath
 
+from img2imu_jax.paths import is_remote
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -71,7 +73,7 @@ class WandbWriter(metric_writers.MetricWriter):
         self.run = run
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        self.run.log({k: float(v) for k, v in scalars.items()}, step=int(step))
+        self.run.log({k: float(v) for k, v in scalars.items()}, step=int(step), commit=True)
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         self.run.config.update(dict(hparams), allow_val_change=True)
@@ -113,7 +115,7 @@ def _wandb_run(workdir: epath.Path, config: ml_collections.ConfigDict):
     except ImportError:
         raise ValueError("config.wandb.mode is set but wandb is not installed; "
                          "pip install 'img2imu-jax[wandb]'") from None
-    local = workdir if not str(workdir).startswith("gs://") else epath.Path(".")
+    local = epath.Path(".") if is_remote(workdir) else workdir  # W&B writes local files
     return wandb.init(project=config.wandb.project, name=config.wandb.name or None,
                       mode=config.wandb.mode, dir=str(local), config=config.to_dict(),
                       id=config.wandb.name or None, resume="allow" if config.wandb.name else None)

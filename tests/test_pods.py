@@ -170,3 +170,23 @@ def test_prepare_writes_a_tfds_copy_to_gs(gcs, tmp_path, capsys):  # noqa: F811
     images = [x["image"] for x in copy.as_dataset(split="train").as_numpy_iterator()]
     assert {image.shape for image in images} == {(24, 32, 3)}
     assert "prepared copy: gs://" in capsys.readouterr().out
+
+
+def test_wandb_offline_gets_the_same_scalars_as_metrics_jsonl(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from img2imu_jax.config import base_config
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = base_config()
+    config.wandb.mode = "offline"
+    workdir = epath.Path(tmp_path)
+    writer = writers.training_writer(workdir, config)
+    writer.write_scalars(1, {"loss": 2.5, "learning_rate": 0.1})
+    writer.write_scalars(2, {"loss": 1.5, "learning_rate": 0.1})
+    writer.flush()
+    run = wandb.run
+    assert run is not None and run.settings.mode == "offline"
+    assert run.summary["loss"] == 1.5 and run.config["batch_size"] == config.batch_size
+    writer.close()
+    assert [line["loss"] for line in read(workdir / "metrics.jsonl")] == [2.5, 1.5]
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
