@@ -19,8 +19,8 @@ from tests.gcs_emulator import gcs  # noqa: F401  (the fixture)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
-        "data.shuffle_buffer=32", "total_steps=2", "checkpoint_every=2", "log_every=1",
-        "compilation_cache_dir=''"]
+        "data.shuffle_buffer=32", "total_steps=1", "checkpoint_every=1", "log_every=1",
+        "compilation_cache_dir=''", "method=simclr", "model.head=simclr"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -86,20 +86,20 @@ def read(path: epath.Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def gs_run(gcs, tmp_path_factory):  # noqa: F811
-    """Two steps of MoCo with its workdir on gs://, then a resume to step 3 that changes
+    """One step of SimCLR with its workdir on gs://, then a resume to step 2 that changes
     total_steps. TensorBoard events go through TensorFlow's GCS client, which cannot reach
     the emulator, so that one writer logs instead (see gcs_emulator.py)."""
     from img2imu_jax.pretrain import train
 
     data_dir = tmp_path_factory.mktemp("tfds")
     config = load_config(CONFIGS / "demo.py", TINY + [f"data.data_dir={data_dir}",
-                                                      "profile_steps=(2,1)"])
+                                                      "profile_steps=(1,1)"])
     workdir = epath.Path(gcs) / "runs" / "moco"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(writers, "tensorboard_writer", lambda _: metric_writers.LoggingWriter())
         first = train(config, str(workdir))
         after_first = read(workdir / "metrics.jsonl")
-        config.total_steps = 3
+        config.total_steps = 2
         with pytest.raises(ValueError, match=r"differing keys: total_steps \("):
             train(config, str(workdir))
         train(config, str(workdir), allow_config_change=True)
@@ -108,48 +108,51 @@ def gs_run(gcs, tmp_path_factory):  # noqa: F811
 
 def test_pretraining_on_gs_checkpoints_logs_stamps_and_resumes(gs_run):
     workdir, config, first, after_first = gs_run
-    assert [line["step"] for line in after_first] == [1, 2]
+    assert [line["step"] for line in after_first] == [1]
     assert after_first[-1]["loss"] == pytest.approx(first["loss"])
     lines = read(workdir / "metrics.jsonl")
-    assert [line["step"] for line in lines] == [1, 2, 3]  # rewritten whole: no append on GCS
-    assert lines[:2] == after_first
+    assert [line["step"] for line in lines] == [1, 2]  # rewritten whole: no append on GCS
+    assert lines[:1] == after_first
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()
-                  if p.name.isdigit()) == ["2", "3"]
+                  if p.name.isdigit()) == ["1", "2"]
     record = json.loads((workdir / "run.json").read_text())
-    assert record["config"]["total_steps"] == 3 and record["config"]["batch_size"] == 16
+    assert record["config"]["total_steps"] == 2 and record["config"]["batch_size"] == 16
     assert [start["config_changes"] for start in record["starts"]] == [[], ["total_steps"]]
     start = record["starts"][0]
     assert set(start["versions"]) == set(run_info.PACKAGES)
     assert start["versions"]["jax"] == jax.__version__
     assert start["devices"]["device_count"] == jax.device_count() == 8
     assert start["devices"]["platform"] == "cpu"
-    # Steps 2 of both starts were profiled (locally, then uploaded): one trace per start.
-    assert len(list((workdir / "plugins" / "profile").glob("*/*.xplane.pb"))) == 2
+    # Step 1 of the first start was profiled (locally, then uploaded); the resume starts at 2.
+    assert len(list((workdir / "plugins" / "profile").glob("*/*.xplane.pb"))) == 1
 
 
-def test_fine_tuning_restores_the_encoder_from_gs(gs_run, tmp_path):
-    from img2imu_jax.checkpoint import Checkpointer, abstract_like
+def test_fine_tuning_restores_the_encoder_from_gs(gs_run):
+    import orbax.checkpoint as ocp
+
+    from img2imu_jax.checkpoint import abstract_like
     from img2imu_jax.finetune import load_encoder
-    from img2imu_jax.pretrain import build
 
     workdir, config, _, _ = gs_run
     finetune = finetune_base_config()
     finetune.model.width = config.model.width
     encoder = load_encoder(finetune, str(workdir / "checkpoints"))
-    # The reference: the whole training state, read back by the trainer's own Checkpointer.
+    # The reference: the whole saved state of the last step, read by Orbax itself.
+    state = workdir / "checkpoints" / "2" / "state"
+    saved = ocp.PyTreeCheckpointHandler().metadata(state).tree
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    model = nnx.state(build(config))
-    checkpoints = Checkpointer(workdir, save_every=1)
-    target = {"model": abstract_like(model, one)}
-    import orbax.checkpoint as ocp
+    restored = ocp.StandardCheckpointer().restore(state, abstract_like(saved, one))
+    expected = by_name(restored["model"]["encoder"])
+    got = by_name(nnx.to_pure_dict(nnx.state(encoder)))
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
 
-    path = ocp.step.build_step_path(checkpoints.directory, ocp.step.standard_name_format(), 3)
-    saved = ocp.PyTreeCheckpointHandler().metadata(path / "state").tree
-    checkpoints.close()
-    target = abstract_like(saved, one)
-    restored = ocp.StandardCheckpointer().restore(path / "state", target)
-    jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(encoder)),
-                 jax.device_get(restored["model"]["encoder"]))
+
+def by_name(tree) -> dict[str, np.ndarray]:
+    """Leaves by their path as text: Orbax names list items '0', nnx names them 0."""
+    return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
 
 
 def test_prepare_writes_a_tfds_copy_to_gs(gcs, tmp_path, capsys):  # noqa: F811
