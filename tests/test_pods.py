@@ -150,9 +150,13 @@ def test_fine_tuning_restores_the_encoder_from_gs(gs_run):
 
 
 def by_name(tree) -> dict[str, np.ndarray]:
-    """Leaves by their path as text: Orbax names list items '0', nnx names them 0."""
-    return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
+    """Leaves by their path as text: Orbax names list items '0' (nnx: 0) and keeps the
+    variables' trailing 'value' (nnx's pure dicts drop it)."""
+    named = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        keys = [str(getattr(k, "key", k)) for k in path]
+        named["/".join(keys[:-1] if keys[-1] == "value" else keys)] = np.asarray(leaf)
+    return named
 
 
 def test_prepare_writes_a_tfds_copy_to_gs(gcs, tmp_path, capsys):  # noqa: F811

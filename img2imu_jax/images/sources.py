@@ -138,9 +138,9 @@ def _list_images(images: str | os.PathLike | Sequence[Path]
     root = user_path(images, what="image folder")
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder of images")
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    # walk(), not rglob(): epath refuses `**` (one listing per folder is what GCS allows).
+    files = sorted(epath.Path(folder) / name for folder, _, names in root.walk() for name in names
+                   if epath.Path(name).suffix.lower() in IMAGE_SUFFIXES)
     labels = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "images"
               for p in files]
     return files, labels
