@@ -36,6 +36,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from img2imu_jax.paths import user_path
+
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
@@ -55,7 +57,7 @@ class Checkpointer:
                  async_save: bool = True):
         if save_every < 1 or keep < 1:
             raise ValueError(f"save_every and keep must be >= 1; got {save_every} and {keep}")
-        self.directory = epath.Path(workdir).absolute() / CHECKPOINTS  # Orbax needs absolute
+        self.directory = user_path(workdir, what="workdir") / CHECKPOINTS  # Orbax: absolute
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -161,6 +163,8 @@ class Checkpointer:
 
     def _unfinished(self) -> list[epath.Path]:
         """Step directories Orbax does not list as finished: leftovers of interrupted saves."""
+        if not self.directory.exists():  # on cloud storage a folder exists once it holds objects
+            return []
         finished = {self._step_path(s).name for s in self._manager.all_steps()}
         return sorted((path for path in self.directory.iterdir()
                        if _STEP_DIR.fullmatch(path.name) and path.name not in finished),
@@ -208,7 +212,7 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
     older encoder than asked for would change results without notice.
     """
     _require_shardings(abstract_encoder)
-    directory = epath.Path(checkpoint_dir).absolute()
+    directory = user_path(checkpoint_dir, what="checkpoint directory")
     steps = finished_steps(directory)
     if not steps:
         raise ValueError(f"no finished checkpoint in {directory} (expected WORKDIR/{CHECKPOINTS})")

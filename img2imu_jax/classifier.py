@@ -15,18 +15,18 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from img2imu_jax.checkpoint import abstract_like
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.paths import user_path
 from img2imu_jax.spectrogram import normalize_imagenet, spectrogram_image
 
 METADATA = "classifier.json"
@@ -129,11 +129,11 @@ def class_probabilities(classifier: Classifier, frontend: Frontend, windows: np.
 
 
 def save_classifier(directory: str | os.PathLike, classifier: Classifier, frontend: Frontend,
-                    metadata: dict[str, Any]) -> Path:
+                    metadata: dict[str, Any]) -> epath.Path:
     """Writes `classifier`, its `frontend` and `metadata` (classes, window settings…) as a
     directory `load_classifier` reads; an existing one is replaced only once the new one is
     complete."""
-    directory = Path(directory).resolve()
+    directory = user_path(directory, what="classifier directory")
     staging = directory.with_name(directory.name + ".partial")
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(staging / STATE, nnx.to_pure_dict(nnx.state(classifier)), force=True)
@@ -142,14 +142,14 @@ def save_classifier(directory: str | os.PathLike, classifier: Classifier, fronte
               "n_classes": classifier.head.out_features, **dataclasses.asdict(frontend)}
     (staging / METADATA).write_text(json.dumps(record, indent=2) + "\n")
     if directory.exists():
-        shutil.rmtree(directory)
+        directory.rmtree()
     staging.rename(directory)
     return directory
 
 
 def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend, dict[str, Any]]:
     """The classifier saved in `directory`, its frontend and its metadata."""
-    directory = Path(directory)
+    directory = user_path(directory, what="classifier")
     meta_path = directory / METADATA
     if not meta_path.is_file():
         raise ValueError(f"{directory} is not a saved classifier (no {METADATA}); fine-tuned "
@@ -165,7 +165,7 @@ def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend,
     target = abstract_like(nnx.to_pure_dict(nnx.state(classifier)), one)
     try:
         with ocp.StandardCheckpointer() as checkpointer:
-            restored = checkpointer.restore((directory / STATE).resolve(), target)
+            restored = checkpointer.restore(directory / STATE, target)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ValueError(f"cannot restore the classifier in {directory}: "

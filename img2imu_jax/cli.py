@@ -8,6 +8,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from img2imu_jax.paths import user_path
+
+# Arguments that name files or folders: local or gs://, any other scheme refused up front.
+PATH_ARGUMENTS = ("workdir", "out_dir", "data_dir", "output", "checkpoint", "out", "input")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("img2imu_jax").setLevel(logging.INFO)
     try:
+        for name in PATH_ARGUMENTS:
+            if getattr(args, name, None):
+                user_path(getattr(args, name), what=f"--{name.replace('_', '-')}")
         args.handler(args)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"img2imu {args.command}: error: {error}", file=sys.stderr)
@@ -106,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
                           help="explicit coordinator, for several processes on one machine")
     pretrain.add_argument("--num-processes", type=int, default=1)
     pretrain.add_argument("--process-id", type=int, default=0)
+    pretrain.add_argument("--local-device-ids", type=_device_ids, default=None, metavar="0,1,...",
+                          help="the devices this process drives (with --distributed or "
+                          "--coordinator); under SLURM JAX otherwise takes only the GPU of "
+                          "the local rank")
+    pretrain.add_argument("--allow-config-change", action="store_true",
+                          help="resume a workdir whose run.json records another config "
+                          "(the differing keys are logged)")
     pretrain.set_defaults(handler=_pretrain)
 
     finetune = commands.add_parser(
@@ -202,14 +216,17 @@ def _pretrain(args: argparse.Namespace) -> None:
 
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
-                                   process_id=args.process_id)
+                                   process_id=args.process_id,
+                                   local_device_ids=args.local_device_ids)
     elif args.distributed:
         import jax
 
-        jax.distributed.initialize()
+        jax.distributed.initialize(local_device_ids=args.local_device_ids)
+    elif args.local_device_ids is not None:
+        raise ValueError("--local-device-ids needs --distributed or --coordinator")
     from img2imu_jax.pretrain import train
 
-    metrics = train(config, args.workdir)
+    metrics = train(config, args.workdir, allow_config_change=args.allow_config_change)
     print(f"done: {args.workdir} (last metrics: " + ", ".join(
         f"{k} {v:.4g}" for k, v in metrics.items()) + ")")
 
@@ -218,10 +235,12 @@ def _finetune(args: argparse.Namespace) -> None:
     from img2imu_jax.config import load_config, validate_finetune
 
     config = load_config(args.config, args.overrides, checks=validate_finetune)
+    from img2imu_jax import compile_cache
     from img2imu_jax.finetune import run
 
+    compile_cache.enable(config.compilation_cache_dir)
     record = run(config, args.workdir)
-    print(open(os.path.join(args.workdir, "results.md")).read(), end="")
+    print((user_path(args.workdir) / "results.md").read_text(), end="")
     print(f"wrote {args.workdir}/results.json, results.md, f1_vs_shots.png "
           f"({record['windows']} windows of {record['dataset']})")
     for name, path in record["models"].items():
@@ -257,6 +276,17 @@ def _prepare(args: argparse.Namespace) -> None:
                   process_count=args.process_count)
     print(f"prepared copy: {out} (read it with --dataset {out.parent.name} "
           f"--data-dir {out.parent.parent})")
+
+
+def _device_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected device ids such as 0,1,2,3; got {text!r}") \
+            from None
+    if min(ids) < 0 or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"device ids must be distinct and >= 0; got {text!r}")
+    return ids
 
 
 def _image_size(text: str) -> tuple[int, int]:

@@ -95,6 +95,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.probe.nfft = 64  # one spectrogram setting (gap 8): the probe compares steps
     config.probe.noverlap = 56
     config.probe.ridges = (1e-3, 1e-2, 1e-1, 1.0)  # × mean squared feature norm; per fold
+
+    # ---- Observing a run (may change on resume; see run_info.OBSERVATION_KEYS).
+    config.profile_steps = (0, 0)  # (first step, count): a jax.profiler trace; count 0 = off
+    config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
+    config.wandb = ml_collections.ConfigDict()
+    config.wandb.mode = ""  # '' = off; 'online' or 'offline' (needs the wandb extra)
+    config.wandb.project = "img2imu"
+    config.wandb.name = ""  # run name and id; '' = W&B picks one
     return config
 
 
@@ -134,6 +142,7 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.depth = 18
     config.model.width = 64
+    config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
     return config
 
 
@@ -228,6 +237,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+    check(len(config.profile_steps) == 2 and min(config.profile_steps) >= 0,
+          f"profile_steps must be (first step, count); got {config.profile_steps}")
+    check(config.wandb.mode in ("", "online", "offline"),
+          f"wandb.mode must be '', 'online' or 'offline'; got {config.wandb.mode!r}")
     check(config.steps_in_flight >= 1 and config.data.prefetch >= 1,
           "steps_in_flight and data.prefetch must be >= 1")
 

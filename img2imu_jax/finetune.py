@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +30,8 @@ from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import WINDOW_OVERLAP, Windows, make_windows
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.paths import user_path
+from img2imu_jax.protocol_log import ProtocolProgress
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,7 @@ def evaluate(
     full: FullFinetune = FullFinetune(),
     tuned_lrs: tuple[float, ...] = (),
     standardize: bool = False,
+    on_result=None,
 ) -> tuple[dict, dict]:
     """The paper's protocol for one encoder: per fold and shot count, the spectrogram setting
     whose linear head scores best on the validation subjects, then each mode's test macro-F1.
@@ -320,7 +322,8 @@ def evaluate(
     fine-tunes would cost 16× more). Returns `(results, models)`: `results[mode][n]` holds
     `f1` (per fold), `mean`, `std`, `settings`, `learning_rates`, and `confusion` (test counts summed over folds,
     true class by row); `models[mode]` the classifier (and its frontend) at the largest n from
-    the fold with the best validation macro-F1, with where it came from.
+    the fold with the best validation macro-F1, with where it came from. `on_result(mode,
+    fold, n, test_f1, validation_f1)`, if given, hears of each result as it is found.
     """
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
@@ -363,6 +366,8 @@ def evaluate(
                 summary["settings"].append(setting)
                 summary["learning_rates"].append(lr)
                 np.add.at(summary["confusion"], (labels[fold.test], predicted), 1)
+                if on_result is not None:
+                    on_result(mode, fold.index, n, summary["f1"][-1], valid_f1)
                 best = models.get(mode)
                 if n == max(shots) and (best is None or valid_f1 > best["validation_f1"]):
                     models[mode] = {"classifier": model or _classifier(encoder, head, seed),
@@ -425,7 +430,7 @@ def run(config, workdir: str | os.PathLike,
     `config.pretrained` names a checkpoint directory) and a randomly initialised one — written
     as results.json, results.md, f1_vs_shots.png and, with `config.save_models`, one saved
     classifier per encoder and mode under `models/`."""
-    workdir = Path(workdir)
+    workdir = user_path(workdir, what="workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.data.dataset, config.data.data_dir or None,
                            sample_rate=config.data.generic_sample_rate or None)
@@ -438,6 +443,8 @@ def run(config, workdir: str | os.PathLike,
             encoders = {"pre-trained": load_encoder(config, config.pretrained), **encoders}
     results: dict[str, dict] = {mode: {} for mode in config.modes}
     saved = {}
+    progress = ProtocolProgress(len(encoders) * config.folds * sum(
+        len(modes) * len(shots) for modes, shots in _shot_groups(config)), workdir)
     for name, encoder in encoders.items():
         log.info("%s of the %s encoder on %s (%d windows, %d subjects)",
                  " and ".join(config.modes), name, dataset.name, len(windows),
@@ -448,6 +455,7 @@ def run(config, workdir: str | os.PathLike,
                                    folds=config.folds, grid=grid, seed=config.seed,
                                    epochs=config.epochs, linear_lr=config.linear_lr,
                                    full=FullFinetune(**config.finetune),
+                                   on_result=functools.partial(progress, name),
                                    **linear_protocol(config))
             by_mode.update(found)
             models.update(best)
@@ -463,6 +471,7 @@ def run(config, workdir: str | os.PathLike,
                  "mode": mode, "seconds": config.data.seconds, "overlap": WINDOW_OVERLAP,
                  "source_sample_rate": dataset.recordings[0].sample_rate, **origin})
             saved[f"{name} / {mode}"] = str(path)
+    progress.close()
     record = {"dataset": dataset.name, "windows": len(windows), "classes": list(dataset.classes),
               "linear_protocol": config.linear.protocol,
               "skipped_source_lines": dataset.skipped, "pretrained": config.pretrained,
@@ -498,7 +507,8 @@ def load_encoder(config, checkpoints: str | None) -> ResNet:
     encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
     if checkpoints:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        nnx.update(encoder, restore_encoder(checkpoints, abstract_like(nnx.state(encoder), one)))
+        nnx.update(encoder, restore_encoder(user_path(checkpoints, what="pretrained"),
+                                            abstract_like(nnx.state(encoder), one)))
     return encoder
 
 

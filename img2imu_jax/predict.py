@@ -15,6 +15,7 @@ import numpy as np
 from img2imu_jax.classifier import class_probabilities, load_classifier
 from img2imu_jax.imu.windows import cut_stream
 from img2imu_jax.imu.xyz_csv import read_xyz_csv
+from img2imu_jax.paths import user_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,7 @@ def write_csv(predictions: list[Prediction], path: str | os.PathLike | None) -> 
         f"{p.start:.3f},{p.end:.3f},{p.label},{p.probability:.4f}" for p in predictions]
     text = "\n".join(lines) + "\n"
     if path is not None:
-        with open(path, "w") as handle:
-            handle.write(text)
+        user_path(path, what="output").write_text(text)
     return text
 
 

@@ -17,34 +17,36 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from img2imu_jax import losses, optim
+from img2imu_jax import compile_cache, optim, run_info
 from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.methods import Method, get_method
 from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
+from img2imu_jax.paths import user_path
 from img2imu_jax.probe import Probe
+from img2imu_jax.profiling import StepProfiler
 from img2imu_jax.spectrogram import normalize_imagenet
+from img2imu_jax.writers import training_writer
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,13 @@ class NonFiniteLoss(RuntimeError):
     """Training diverged; the last good checkpoint is left as it was."""
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, float]:
-    """Pre-trains as `config` says, checkpointing into `workdir`; returns the last metrics."""
-    workdir = Path(workdir)
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+          allow_config_change: bool = False) -> dict[str, float]:
+    """Pre-trains as `config` says, checkpointing into `workdir` (local or gs://); returns the
+    last metrics. Resuming with another config needs `allow_config_change` (see run_info)."""
+    workdir = user_path(workdir, what="workdir")
     workdir.mkdir(parents=True, exist_ok=True)
+    compile_cache.enable(config.compilation_cache_dir)
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
 
@@ -79,6 +84,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     # ---- Restore, or start fresh.
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
                                keep=config.keep_checkpoints)
+    run_info.stamp(workdir, config, resuming=checkpoints.latest_step() is not None,
+                   allow_config_change=allow_config_change)
     data_state = None
     restored = checkpoints.restore(abstract_like(state, replicated))
     if restored is not None:
@@ -91,9 +98,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
     host = HostBatches(builder, batch_size=local_batch, seed=config.seed,
                        split=config.data.split, image_size=tuple(config.data.image_size),
                        shuffle_buffer=config.data.shuffle_buffer, state=data_state)
-    writer = metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=True
-    )
+    writer = training_writer(workdir, config, resumed_step=start)
+    profiler = StepProfiler(workdir, config.profile_steps)
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps, run.method.progress)
     in_flight: collections.deque[tuple[int, dict]] = collections.deque()
@@ -103,7 +109,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
         report.probe(0, probe(state["model"]["encoder"]))  # the random-init reference
     with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
+            profiler.before(step)
             state, device_metrics = run.step_fn(state, next(batches))
+            profiler.after(step, device_metrics)
             in_flight.append((step, device_metrics))
             if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
                 report.add(*in_flight.popleft())
@@ -121,6 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
             if preempted:
                 log.info("preempted: saved step %d, exiting", step)
                 break
+    profiler.close(state)
     checkpoints.wait()
     checkpoints.close()
     writer.close()
@@ -296,7 +305,7 @@ class _Reporter:
     first non-finite loss among them.
     """
 
-    def __init__(self, writer, workdir: Path, config: ml_collections.ConfigDict, total: int,
+    def __init__(self, writer, workdir: epath.Path, config: ml_collections.ConfigDict, total: int,
                  progress: tuple[tuple[str, str], ...]):
         self.writer, self.workdir, self.total = writer, workdir, total
         self.progress = progress  # the method's (metric, label) pairs
@@ -343,11 +352,9 @@ class _Reporter:
         self._write(step, metrics)
 
     def _write(self, step: int, metrics: dict[str, float]) -> None:
-        self.writer.write_scalars(step, metrics)
+        self.writer.write_scalars(step, metrics)  # TensorBoard, metrics.jsonl (see writers)
         if jax.process_index() > 0:
             return
-        with open(self.workdir / "metrics.jsonl", "a") as out:
-            out.write(json.dumps({"step": step, **metrics}) + "\n")
         parts = []
         if "loss" in metrics:
             shown = "".join(f", {label} {metrics[name]:.3f}" for name, label in self.progress)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from img2imu_jax.paths import user_path
+
 MODE_TITLES = {"linear": "linear evaluation (frozen encoder)",
                "finetune": "full fine-tune (head, then whole network)"}
 
@@ -155,7 +157,9 @@ def pyplot():
 
 def save_figure(plt, figure, path: str | os.PathLike) -> None:
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    path = user_path(path, what="figure")
+    with path.open("wb") as handle:  # through epath, so gs:// works too
+        figure.savefig(handle, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
 
 

@@ -181,6 +181,12 @@ FAST = ["--config.model.width=8", "--config.grid_nfft=(64,)", "--config.grid_gap
         "--config.epochs=2", "--config.shots=(1,2)", "--config.folds=3"]
 
 
+def tf_value(event):
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto)
+
+
 def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, capsys):
     import json
     from pathlib import Path
@@ -214,7 +220,18 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
     table = (workdir / "results.md").read_text()
     assert "| pre-trained |" in table and "| random init |" in table and "2-shot" in table
     assert (workdir / "f1_vs_shots.png").stat().st_size > 1000
-    assert "results.md" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "results.md" in out
+    # Progress over the whole protocol: 2 encoders x 3 folds x 2 shot counts x 1 mode.
+    assert "finetune 1/12: pre-trained, linear, fold 0, 1-shot" in out
+    assert "finetune 12/12: random init, linear, fold 2, 2-shot" in out and "ETA 0:00:00" in out
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(workdir)).Reload()
+    points = events.Tensors("pre-trained/linear/2-shot/test_f1")
+    assert [p.step for p in points] == [0, 1, 2]
+    np.testing.assert_allclose([float(np.asarray(tf_value(p))) for p in points],
+                               record["results"]["linear"]["pre-trained"]["2"]["f1"], rtol=1e-6)
 
     checkpoints = Checkpointer(tmp_path / "headless", save_every=1)
     checkpoints.save(1, {"model": {"head": {"w": np.zeros(2)}}}, {"epoch": [0]})

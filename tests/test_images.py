@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import io
 import logging
 import pathlib
@@ -216,9 +217,9 @@ def test_prepare_is_resumable_and_splits_work_over_processes(tmp_path):
     with pytest.raises(TimeoutError, match="still missing"):
         prepare(BUNDLED_PHOTOS, data_dir, out, examples_per_shard=4, process_count=2,
                 wait_seconds=0.1)
-    kept = {p.name: p.stat().st_mtime_ns for p in shards[1:]}
+    kept = {p.name: os.stat(p).st_mtime_ns for p in shards[1:]}  # prepare returns an epath
     prepare(BUNDLED_PHOTOS, data_dir, out, examples_per_shard=4, process_index=1, process_count=2)
-    assert {p.name: p.stat().st_mtime_ns for p in shards[1:]} == kept
+    assert {p.name: os.stat(p).st_mtime_ns for p in shards[1:]} == kept
     prepare(BUNDLED_PHOTOS, data_dir, out, examples_per_shard=4, process_count=2, wait_seconds=5)
     copy = tfds.builder_from_directory(second)
     assert copy.info.splits["train"].num_examples == len(bundled_photo_paths())

@@ -96,17 +96,17 @@ def test_slurm_dry_run():
                               SLURM_CPUS_PER_TASK="16"))
     assert line.startswith("+ srun --ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task=16 ")
     # One process per node drives all of the node's GPUs, not only the one of its local rank.
-    assert " env JAX_LOCAL_DEVICE_IDS=0,1,2,3 " in line
     assert f"{ROOT}/.venv/bin/img2imu pretrain --config configs/img2imu_paper.py" in line
-    assert line.endswith("--workdir /shared/run --distributed --config.batch_size=64")
+    assert line.endswith("--workdir /shared/run --distributed --local-device-ids 0,1,2,3 "
+                         "--config.batch_size=64")
 
 
 def test_slurm_settings_from_env_outside_slurm():
     (line,) = commands(launch("slurm.sbatch", "--dry-run", WORKDIR="w", GPUS_PER_NODE="2",
                               CONFIG="configs/demo.py", VENV="/opt/venv"))
-    assert "--cpus-per-task" not in line and "JAX_LOCAL_DEVICE_IDS=0,1 " in line
-    assert "/opt/venv/bin/img2imu pretrain --config configs/demo.py --workdir w --distributed" \
-        in line
+    assert "--cpus-per-task" not in line
+    assert ("/opt/venv/bin/img2imu pretrain --config configs/demo.py --workdir w --distributed "
+            "--local-device-ids 0,1") in line
 
 
 @pytest.mark.parametrize("env, message", [({"GPUS_PER_NODE": "8"}, "no WORKDIR"),

@@ -297,7 +297,8 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     workdir = tmp_path / "diverged"
     shutil.copytree(straight, workdir)  # a finished run, checkpoint 8, continued to step 10
     # A temperature below float32's normal range turns the logits into inf and the loss NaN.
-    process = run_pretrain(workdir, "total_steps=10", "temperature=1e-40", wait=False)
+    process = run_pretrain(workdir, "total_steps=10", "temperature=1e-40", wait=False,
+                           extra=("--allow-config-change",))
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 1, output
     assert "loss is nan at step 9" in output

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
 from tqdm import tqdm
 
 from img2imu_jax.images.decode import DEFAULT_SIZE, decode_and_resize
@@ -45,7 +46,7 @@ def prepare(
     process_index: int = 0,
     process_count: int = 1,
     wait_seconds: float = 24 * 3600,
-) -> Path:
+) -> epath.Path:
     """Writes this process's shards of the resized copy; returns the copy's builder folder."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process index {process_index} is not in [0, {process_count})")

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 from PIL import Image
 
 from img2imu_jax.images.tfds_writer import ShardedDatasetWriter
+from img2imu_jax.paths import user_path
 
 BUNDLED_PHOTOS = "bundled_photos"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -59,12 +61,13 @@ def load_builder(
     prepared yet is built from `data_dir/downloads/manual` when `build_if_missing` (that is how
     imagenet2012 is made from its archives); otherwise it is an error that says how.
     """
-    data_dir = Path(data_dir) if data_dir is not None else Path(tfds.core.constants.DATA_DIR)
+    data_dir = user_path(data_dir if data_dir is not None else tfds.core.constants.DATA_DIR,
+                         what="data dir")
     if dataset == BUNDLED_PHOTOS:
         return build_image_folder_dataset(bundled_photo_paths(), data_dir, BUNDLED_PHOTOS)
-    folder = Path(dataset).expanduser()
+    folder = user_path(dataset, what="dataset")
     if folder.is_dir():
-        name = "folder_" + "".join(c if c.isalnum() else "_" for c in folder.resolve().name).lower()
+        name = "folder_" + "".join(c if c.isalnum() else "_" for c in folder.name).lower()
         return build_image_folder_dataset(folder, data_dir, name)
     try:
         builder = tfds.builder(dataset, data_dir=os.fspath(data_dir))
@@ -127,24 +130,25 @@ def build_image_folder_dataset(
     return tfds.builder_from_directory(writer.builder_dir)
 
 
-def _list_images(images: str | os.PathLike | Sequence[Path]) -> tuple[list[Path], list[str]]:
+def _list_images(images: str | os.PathLike | Sequence[Path]
+                 ) -> tuple[list[epath.Path], list[str]]:
     if not isinstance(images, (str, os.PathLike)):
-        files = sorted(Path(p) for p in images)
+        files = sorted(epath.Path(p) for p in images)
         return files, ["images"] * len(files)
-    root = Path(images)
+    root = user_path(images, what="image folder")
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder of images")
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    # walk(), not rglob(): epath refuses `**` (one listing per folder is what GCS allows).
+    files = sorted(epath.Path(folder) / name for folder, _, names in root.walk() for name in names
+                   if epath.Path(name).suffix.lower() in IMAGE_SUFFIXES)
     labels = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "images"
               for p in files]
     return files, labels
 
 
-def _read_rgb(path: Path) -> np.ndarray | None:
+def _read_rgb(path: epath.Path) -> np.ndarray | None:
     try:
-        with Image.open(path) as image:
+        with path.open("rb") as handle, Image.open(handle) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as error:
         log.warning("skipping undecodable image %s: %s", path, error)

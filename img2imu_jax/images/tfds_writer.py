@@ -4,19 +4,24 @@ The layout is TFDS's own (`dataset_info.json`, `features.json`,
 `NAME-SPLIT.tfrecord-XXXXX-of-YYYYY`), so `tfds.builder_from_directory(builder_dir)` and
 `tfds.builder(NAME, data_dir=...)` read the result. Each shard goes to a temporary name and is
 renamed once complete, with a small JSON record of what it holds beside it: a finished shard is
-never rewritten, an interrupted one is simply redone.
+never rewritten, an interrupted one is simply redone. On cloud storage (`gs://`, through
+`etils.epath`) a shard is written to a local temporary file and uploaded whole, which is atomic
+there: an object appears only once its upload completes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
 from tensorflow_datasets.core import naming
+
+from img2imu_jax.paths import is_remote, user_path
 
 VERSION = "1.0.0"
 
@@ -27,14 +32,14 @@ class ShardedDatasetWriter:
     def __init__(self, data_dir: str | os.PathLike, name: str, features: tfds.features.FeaturesDict):
         self.name = name
         self.features = features
-        self.builder_dir = Path(data_dir) / name / VERSION
+        self.builder_dir = user_path(data_dir, what="data dir") / name / VERSION
 
-    def shard_path(self, split: str, index: int, count: int) -> Path:
+    def shard_path(self, split: str, index: int, count: int) -> epath.Path:
         template = naming.ShardedFileTemplate(
             data_dir=self.builder_dir, dataset_name=self.name, split=split,
             filetype_suffix="tfrecord",
         )
-        return Path(os.fspath(template.sharded_filepath(shard_index=index, num_shards=count)))
+        return epath.Path(template.sharded_filepath(shard_index=index, num_shards=count))
 
     def shard_done(self, split: str, index: int, count: int) -> bool:
         return self.shard_path(split, index, count).is_file()
@@ -49,16 +54,28 @@ class ShardedDatasetWriter:
         """
         path = self.shard_path(split, index, count)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+        remote = is_remote(path)
+        # Locally the temporary folder sits beside the shard, so that the rename is atomic.
+        with tempfile.TemporaryDirectory(prefix=".partial-",
+                                         dir=None if remote else path.parent) as local:
+            partial = epath.Path(local) / path.name
+            written, size = self._write_records(partial, examples)
+            _record_path(path).write_text(json.dumps(
+                {"examples": written, "bytes": size, "skipped": list(skipped)}))
+            if remote:
+                partial.copy(path, overwrite=True)
+            else:
+                partial.replace(path)
+        return written
+
+    def _write_records(self, path: epath.Path, examples: Iterable[dict]) -> tuple[int, int]:
+        """Serialized examples into a local TFRecord file; returns (count, bytes)."""
         written = 0
-        with tf.io.TFRecordWriter(os.fspath(partial)) as writer:
+        with tf.io.TFRecordWriter(os.fspath(path)) as writer:
             for example in examples:
                 writer.write(self.features.serialize_example(example))
                 written += 1
-        record = {"examples": written, "bytes": partial.stat().st_size, "skipped": list(skipped)}
-        _record_path(path).write_text(json.dumps(record))
-        os.replace(partial, path)
-        return written
+        return written, os.path.getsize(path)
 
     def missing_shards(self, shard_counts: dict[str, int]) -> list[tuple[str, int]]:
         return [
@@ -103,5 +120,5 @@ class ShardedDatasetWriter:
         return (self.builder_dir / "dataset_info.json").is_file()
 
 
-def _record_path(shard: Path) -> Path:
+def _record_path(shard: epath.Path) -> epath.Path:
     return shard.with_name(shard.name + ".json")
