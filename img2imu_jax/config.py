@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
     config.log_every = 50
+    config.init = ""  # 'torchvision:PATH': the encoder starts from a state_dict on disk
     return config
 
 
@@ -99,7 +100,28 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.depth = 18
     config.model.width = 64
+    # 'torchvision:PATH': also evaluate an encoder from a torchvision state_dict on disk (the
+    # paper's "ImageNet-supervised" row with torchvision's ImageNet weights)
+    config.init = ""
     return config
+
+
+INIT_SCHEME = "torchvision:"
+
+
+def torchvision_init(init: str) -> str | None:
+    """The state_dict path of a `config.init` value ('' = none); a one-line error for a bad
+    scheme or a missing file, before anything compiles."""
+    if not init:
+        return None
+    if not init.startswith(INIT_SCHEME):
+        raise ValueError(f"invalid config: init must be '' or '{INIT_SCHEME}PATH'; got {init!r}")
+    path = init.removeprefix(INIT_SCHEME)
+    if not os.path.isfile(path):
+        raise ValueError(f"invalid config: init file {path} does not exist")
+    if not path.endswith((".safetensors", ".pt", ".pth")):
+        raise ValueError(f"invalid config: init file {path} must be .safetensors, .pt or .pth")
+    return path
 
 
 def load_config(
@@ -184,6 +206,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+    torchvision_init(config.get("init", ""))
 
 
 def validate_finetune(config: ml_collections.ConfigDict) -> None:
@@ -205,3 +228,4 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
         raise ValueError("invalid config: folds >= 3, epochs >= 1 and data.seconds > 0")
     if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
         raise ValueError("invalid config: every grid gap must be in (0, nfft)")
+    torchvision_init(config.get("init", ""))

@@ -95,11 +95,8 @@ def load_stablehlo(path: str | os.PathLike) -> jax.export.Exported:
     return jax.export.deserialize(bytearray(Path(path).read_bytes()))
 
 
-def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike, *,
-                  representative: np.ndarray | None = None) -> Path:
-    """The classifier as one `.tflite` taking `[1, time, 3]`; with `representative` windows
-    `[N, time, 3]`, weights and activations are int8 (post-training quantisation, float
-    input and output). Returns its path."""
+def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """The classifier as one float32 `.tflite` taking `[1, time, 3]`; returns its path."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -111,19 +108,10 @@ def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike, *,
         autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32, name="window")])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], function)
-    if representative is not None:
-        if representative.shape[1:] != shape[1:]:
-            raise ValueError(f"representative windows must be [N, {shape[1]}, 3]; got "
-                             f"{representative.shape}")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([w[None].astype(np.float32)]
-                                                    for w in representative)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(converter.convert())
-    _write_description(out, description(
-        meta, "LiteRT" + (" int8 (post-training quantised)" if representative is not None
-                          else " float32")) | {"input_shape": list(shape)})
+    _write_description(out, description(meta, "LiteRT float32") | {"input_shape": list(shape)})
     return out
 
 

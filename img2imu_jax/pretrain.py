@@ -40,6 +40,7 @@ from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.models import build_model
+from img2imu_jax.torch_weights import initialise_encoder
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
 from img2imu_jax.spectrogram import normalize_imagenet
 
@@ -129,8 +130,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, f
 
 
 def build(config: ml_collections.ConfigDict) -> nnx.Module:
-    """The encoder + projection head the config describes, BatchNorm global over `'data'`."""
-    return build_model(
+    """The encoder + projection head the config describes, BatchNorm global over `'data'`;
+    the encoder from `config.init`'s torchvision weights when set."""
+    model = build_model(
         depth=config.model.depth, width=config.model.width, head=config.model.head,
         head_layers=config.model.head_layers,
         hidden_features=config.model.hidden_features or None,
@@ -138,6 +140,8 @@ def build(config: ml_collections.ConfigDict) -> nnx.Module:
         dtype=jnp.bfloat16 if config.model.bf16 else jnp.float32,
         bn_axis_name=DATA_AXIS, rngs=nnx.Rngs(config.seed),
     )
+    initialise_encoder(model.encoder, config.get("init", ""))
+    return model
 
 
 def initial_state(

@@ -129,6 +129,16 @@ def load_encoder_weights(encoder: ResNet, state_dict: Mapping[str, np.ndarray],
     nnx.update(encoder, state)
 
 
+def initialise_encoder(encoder: ResNet, init: str) -> ResNet:
+    """`encoder` with the weights `config.init` names ('torchvision:PATH'; '' leaves it)."""
+    from img2imu_jax.config import torchvision_init
+
+    path = torchvision_init(init)
+    if path is not None:
+        load_encoder_weights(encoder, read_state_dict(path), path)
+    return encoder
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A `state_dict` on disk: `.safetensors`, or `.pt`/`.pth` read with
     `torch.load(weights_only=True)` (no code runs); never downloaded."""
