@@ -32,6 +32,25 @@ def randomise_batch_stats(module: nnx.Module, seed: int) -> None:
             bn.bias[...] = rng.normal(0, 0.1, n).astype(np.float32)
 
 
+def random_resnet(width: int, seed: int) -> ResNet:
+    """A ResNet-18 with He-scaled random kernels drawn in numpy: no initialiser to compile."""
+    encoder = nnx.eval_shape(lambda: ResNet(18, width=width, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(seed)
+    for _, conv in nnx.iter_graph(encoder):
+        if isinstance(conv, nnx.Conv):
+            shape = conv.kernel.shape
+            conv.kernel = nnx.Param(rng.normal(0, (2 / np.prod(shape[:3])) ** 0.5, shape)
+                                    .astype(np.float32))
+        elif isinstance(conv, nnx.BatchNorm):
+            n = conv.mean.shape[0]
+            conv.mean, conv.var = (nnx.BatchStat(np.zeros(n, np.float32)),
+                                   nnx.BatchStat(np.ones(n, np.float32)))
+            conv.scale, conv.bias = (nnx.Param(np.ones(n, np.float32)),
+                                     nnx.Param(np.zeros(n, np.float32)))
+    randomise_batch_stats(encoder, seed + 1)
+    return encoder
+
+
 @pytest.fixture(scope="module")
 def basicmotions_windows() -> np.ndarray:
     """Real smartwatch windows: BasicMotions (bundled with sktime), 2 s at 50 Hz."""
@@ -45,9 +64,7 @@ def basicmotions_windows() -> np.ndarray:
 @pytest.fixture(scope="module")
 def small_classifier(tmp_path_factory):
     """A saved width-8 classifier of the kind `img2imu finetune` writes."""
-    encoder = ResNet(18, width=8, rngs=nnx.Rngs(0))
-    classifier = Classifier(encoder, len(META["classes"]), rngs=nnx.Rngs(1))
-    randomise_batch_stats(classifier, 2)
+    classifier = Classifier(random_resnet(8, 0), len(META["classes"]), rngs=nnx.Rngs(1))
     return save_classifier(tmp_path_factory.mktemp("models") / "random_init-linear",
                            classifier, FRONTEND, META)
 
