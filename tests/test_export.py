@@ -138,7 +138,13 @@ def test_a_pretraining_checkpoint_exports_encoder_and_moco_head(tmp_path):
     from img2imu_jax.models import build_model
     from img2imu_jax.torch_weights import read_state_dict
 
-    model = build_model(depth=18, width=8, head="mocov2", out_features=16, rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: build_model(depth=18, width=8, head="mocov2",
+                                               out_features=16, rngs=nnx.Rngs(0)))
+    model.encoder = random_resnet(8, 3)  # values drawn in numpy: no initialiser to compile
+    rng = np.random.default_rng(4)
+    for linear in model.head.linears:
+        linear.kernel = nnx.Param(rng.normal(0, 0.1, linear.kernel.shape).astype(np.float32))
+        linear.bias = nnx.Param(rng.normal(0, 0.1, linear.bias.shape).astype(np.float32))
     checkpoints = Checkpointer(tmp_path / "pre", save_every=1)
     checkpoints.save(1, {"model": nnx.state(model)}, {"epoch": [0]})
     checkpoints.wait()
