@@ -212,6 +212,44 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
     older encoder than asked for would change results without notice.
     """
     _require_shardings(abstract_encoder)
+    path, saved = _saved_model_part(checkpoint_dir, "encoder", step)
+    missing = _leaf_paths(abstract_encoder) - _leaf_paths(saved)
+    extra = _leaf_paths(saved) - _leaf_paths(abstract_encoder)
+    if missing or extra:
+        raise ValueError(f"the encoder in {path} does not match the given one; missing there: "
+                         f"{sorted(missing)[:5]}, only there: {sorted(extra)[:5]}")
+    target = {"model": {"encoder": _abstract_key_data(abstract_encoder)}}
+    try:
+        restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+            path, args=ocp.args.PyTreeRestore(
+                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True))
+    except Exception as e:
+        raise ValueError(f"cannot restore the encoder from {path}: {_brief(e)}") from e
+    return _wrap_keys(restored["model"]["encoder"], abstract_encoder)
+
+
+def saved_model_part(checkpoint_dir: str | epath.PathLike, part: str, *,
+                     step: int | None = None) -> Any:
+    """`state/model/<part>` of a pre-training checkpoint as saved, on the first device, with no
+    model to describe it (what `img2imu export` reads; the newest step by default)."""
+    path, saved = _saved_model_part(checkpoint_dir, part, step)
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = {"model": {part: jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved)}}
+    try:
+        restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+            path, args=ocp.args.PyTreeRestore(
+                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True))
+    except Exception as e:
+        raise ValueError(f"cannot restore model/{part} from {path}: {_brief(e)}") from e
+    return restored["model"][part]
+
+
+def _saved_model_part(checkpoint_dir: str | epath.PathLike, part: str,
+                      step: int | None) -> tuple[epath.Path, Any]:
+    """The state path of a finished step and the metadata tree of its `model/<part>`."""
     directory = user_path(checkpoint_dir, what="checkpoint directory")
     steps = finished_steps(directory)
     if not steps:
@@ -221,28 +259,13 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
         raise ValueError(f"no finished checkpoint for step {step} in {directory}; "
                          f"finished steps: {steps}")
     path = ocp.step.build_step_path(directory, _NAME_FORMAT, step) / STATE
-    handler = ocp.PyTreeCheckpointHandler()
     try:
-        saved = handler.metadata(path).tree
+        saved = ocp.PyTreeCheckpointHandler().metadata(path).tree
     except Exception as e:
         raise ValueError(f"cannot read the checkpoint at {path}: {_brief(e)}") from e
-    if "encoder" not in saved.get("model", {}):
-        raise ValueError(f"checkpoint {path} has no model/encoder; it has {sorted(saved)}")
-    saved = saved["model"]["encoder"]
-    missing = _leaf_paths(abstract_encoder) - _leaf_paths(saved)
-    extra = _leaf_paths(saved) - _leaf_paths(abstract_encoder)
-    if missing or extra:
-        raise ValueError(f"the encoder in {path} does not match the given one; missing there: "
-                         f"{sorted(missing)[:5]}, only there: {sorted(extra)[:5]}")
-    target = {"model": {"encoder": _abstract_key_data(abstract_encoder)}}
-    try:
-        restored = ocp.Checkpointer(handler).restore(path, args=ocp.args.PyTreeRestore(
-            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-            partial_restore=True,
-        ))
-    except Exception as e:
-        raise ValueError(f"cannot restore the encoder from {path}: {_brief(e)}") from e
-    return _wrap_keys(restored["model"]["encoder"], abstract_encoder)
+    if part not in saved.get("model", {}):
+        raise ValueError(f"checkpoint {path} has no model/{part}; it has {sorted(saved)}")
+    return path, saved["model"][part]
 
 
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:

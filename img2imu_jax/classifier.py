@@ -156,8 +156,10 @@ def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend,
                          "models are written to FINETUNE_WORKDIR/models/<name>")
     try:
         meta = json.loads(meta_path.read_text())
-        encoder = ResNet(meta["depth"], width=meta["width"], rngs=nnx.Rngs(0))
-        classifier = Classifier(encoder, meta["n_classes"], rngs=nnx.Rngs(0))
+        # Abstract: the restore below fills every array, so no initialiser runs (or compiles).
+        classifier = nnx.eval_shape(lambda: Classifier(
+            ResNet(meta["depth"], width=meta["width"], rngs=nnx.Rngs(0)), meta["n_classes"],
+            rngs=nnx.Rngs(0)))
         frontend = Frontend(float(meta["sample_rate"]), int(meta["nfft"]), int(meta["noverlap"]))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{meta_path} is not a valid classifier description: {e!r}") from e

@@ -161,6 +161,25 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--mode", choices=("linear", "finetune"), default="linear")
     table.set_defaults(handler=_table)
 
+    export = commands.add_parser(
+        "export", help="a checkpoint for PyTorch (torchvision), phones (LiteRT) or XLA "
+        "(StableHLO)",
+        description="--to torchvision: a saved classifier (FINETUNE_WORKDIR/models/<name>) or a "
+        "pre-training WORKDIR as a torchvision ResNet state_dict (OUT.safetensors and OUT.pt). "
+        "--to litert / stablehlo: a saved classifier as one program from a raw accelerometer "
+        "window [batch, time, 3] to class probabilities (OUT.tflite / OUT.jax_export), its "
+        "description beside it (OUT.*.json).",
+    )
+    export.add_argument("source", metavar="SOURCE",
+                        help="a saved classifier directory or a pre-training workdir")
+    export.add_argument("--to", required=True, choices=("torchvision", "litert", "stablehlo"))
+    export.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output path without suffix")
+    export.add_argument("--head", action="store_true",
+                        help="torchvision, pre-training: also the projection head, as MoCo's "
+                        "fc = nn.Sequential(Linear, ReLU, Linear)")
+    export.set_defaults(handler=_export)
+
     demo_parser = commands.add_parser(
         "demo", help="the main job end to end on bundled real data (what `make demo` runs)",
         description="Pre-train twice on the bundled photos (sensor-aware vs MoCo-v2 "
@@ -258,6 +277,20 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}")
     print(f"{summary(predictions)} ({meta['dataset']} classifier, {meta['encoder']}, "
           f"{meta['mode']})", file=sys.stderr)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from img2imu_jax import export
+
+    if args.to == "torchvision":
+        paths, depth = export.export_torchvision(args.source, args.output, head=args.head)
+        print(f"wrote {', '.join(map(str, paths))}: load with "
+              f"torchvision.models.resnet{depth}(num_classes=...).load_state_dict(...)")
+        return
+    write = export.export_litert if args.to == "litert" else export.export_stablehlo
+    path = write(args.source, args.output + (".tflite" if args.to == "litert"
+                                             else ".jax_export"))
+    print(f"wrote {path} and {path}.json")
 
 
 def _table(args: argparse.Namespace) -> None:

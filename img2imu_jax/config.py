@@ -79,7 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.log_every = 50
     config.steps_in_flight = 2  # dispatched steps the host may run ahead of the device
-
+    config.init = ""  # 'torchvision:PATH': the encoder starts from a state_dict on disk
 
     # The downstream probe (img2imu_jax/probe.py): few-shot macro-F1 of the current encoder on
     # an IMU dataset's held-out subjects, every `eval_every` steps, at step 0 and at the end.
@@ -143,7 +143,28 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.model.depth = 18
     config.model.width = 64
     config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
+    # 'torchvision:PATH': also evaluate an encoder from a torchvision state_dict on disk (the
+    # paper's "ImageNet-supervised" row with torchvision's ImageNet weights)
+    config.init = ""
     return config
+
+
+INIT_SCHEME = "torchvision:"
+
+
+def torchvision_init(init: str) -> str | None:
+    """The state_dict path of a `config.init` value ('' = none); a one-line error for a bad
+    scheme or a missing file, before anything compiles."""
+    if not init:
+        return None
+    if not init.startswith(INIT_SCHEME):
+        raise ValueError(f"invalid config: init must be '' or '{INIT_SCHEME}PATH'; got {init!r}")
+    path = init.removeprefix(INIT_SCHEME)
+    if not os.path.isfile(path):
+        raise ValueError(f"invalid config: init file {path} does not exist")
+    if not path.endswith((".safetensors", ".pt", ".pth")):
+        raise ValueError(f"invalid config: init file {path} must be .safetensors, .pt or .pth")
+    return path
 
 
 def load_config(
@@ -245,6 +266,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "steps_in_flight and data.prefetch must be >= 1")
 
     _validate_probe(config.probe)
+    torchvision_init(config.get("init", ""))
 
 
 def _validate_probe(probe: ml_collections.ConfigDict) -> None:
@@ -289,3 +311,4 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
                          f"{config.linear.lrs}")
     if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
         raise ValueError("invalid config: every grid gap must be in (0, nfft)")
+    torchvision_init(config.get("init", ""))

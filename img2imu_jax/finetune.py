@@ -24,6 +24,7 @@ from flax import nnx
 
 from img2imu_jax import reports
 from img2imu_jax.checkpoint import abstract_like, restore_encoder
+from img2imu_jax.torch_weights import initialise_encoder
 from img2imu_jax.classifier import (Classifier, Features, Frontend, class_probabilities,
                                     in_batches, save_classifier)
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
@@ -426,8 +427,7 @@ def _predict_windows(classifier: Classifier, frontend: Frontend, samples: np.nda
 
 def run(config, workdir: str | os.PathLike,
         encoders: dict[str, ResNet] | None = None) -> dict:
-    """`img2imu finetune`: the protocol for each encoder — by default the pre-trained one (when
-    `config.pretrained` names a checkpoint directory) and a randomly initialised one — written
+    """`img2imu finetune`: the protocol for each encoder — by default `default_encoders` — written
     as results.json, results.md, f1_vs_shots.png and, with `config.save_models`, one saved
     classifier per encoder and mode under `models/`."""
     workdir = user_path(workdir, what="workdir")
@@ -438,9 +438,7 @@ def run(config, workdir: str | os.PathLike,
                            sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
     grid = spectrogram_grid(config.grid_nfft, config.grid_gaps)
     if encoders is None:
-        encoders = {"random init": load_encoder(config, None)}
-        if config.pretrained:
-            encoders = {"pre-trained": load_encoder(config, config.pretrained), **encoders}
+        encoders = default_encoders(config)
     results: dict[str, dict] = {mode: {} for mode in config.modes}
     saved = {}
     progress = ProtocolProgress(len(encoders) * config.folds * sum(
@@ -500,6 +498,18 @@ def _shot_groups(config) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
         return [(modes, shots)]
     linear = [(("linear",), shots)] if "linear" in modes else []
     return linear + [(("finetune",), own)]
+
+
+def default_encoders(config) -> dict[str, ResNet]:
+    """The encoders `run` evaluates by default: the pre-trained one (`config.pretrained`), one
+    from torchvision weights (`config.init`) and a randomly initialised one."""
+    encoders = {"random init": load_encoder(config, None)}
+    if config.get("init"):
+        encoders = {"torchvision init": initialise_encoder(load_encoder(config, None),
+                                                           config.init), **encoders}
+    if config.pretrained:
+        encoders = {"pre-trained": load_encoder(config, config.pretrained), **encoders}
+    return encoders
 
 
 def load_encoder(config, checkpoints: str | None) -> ResNet:

@@ -45,6 +45,7 @@ from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.paths import user_path
 from img2imu_jax.probe import Probe
 from img2imu_jax.profiling import StepProfiler
+from img2imu_jax.torch_weights import initialise_encoder
 from img2imu_jax.spectrogram import normalize_imagenet
 from img2imu_jax.writers import training_writer
 
@@ -173,8 +174,11 @@ def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_p
 def initial_state(
     config: ml_collections.ConfigDict, method: Method, tx: optax.GradientTransformation
 ) -> dict:
-    """The whole training state as one pytree, named as the checkpoint stores it."""
+    """The whole training state as one pytree, named as the checkpoint stores it; the encoder
+    from `config.init`'s torchvision weights when set (before MoCo copies it to its key
+    encoder)."""
     model = method.build()
+    initialise_encoder(model.encoder, config.get("init", ""))
     train = {
         "step": jnp.zeros((), jnp.int32),
         "key": jax.random.key_data(jax.random.key(config.seed)),
