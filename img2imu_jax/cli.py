@@ -8,6 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from img2imu_jax import __version__
+
+# Modules only the `pretrain` extra installs, and what a missing one means for the user.
+EXTRA_MODULES = ("tensorflow", "tensorflow_datasets", "clu", "tensorboard")
+EXTRA_HINT = "pip install 'img2imu-jax[pretrain]'"
+# Libraries whose logging is chatter at the default verbosity.
+CHATTY_LOGGERS = ("absl", "jax", "jax._src", "orbax", "tensorflow", "tensorflow_datasets")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,15 +25,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [item for item in extra if not item.startswith("--config.")]
     if unknown or (args.overrides and args.command not in ("pretrain", "finetune")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("img2imu_jax").setLevel(logging.INFO)
+    configure_output(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         args.handler(args)
     except (ValueError, OSError, RuntimeError) as error:
         print(f"img2imu {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.partition(".")[0] not in EXTRA_MODULES:
+            raise
+        print(f"img2imu {args.command}: error: needs the pretrain extra (module {error.name!r} "
+              f"is not installed): {EXTRA_HINT}", file=sys.stderr)
+        return 1
     return 0
+
+
+def configure_output(verbosity: int) -> None:
+    """0 (default): our progress messages, the libraries' errors only; each -v lets more of
+    TensorFlow, absl, JAX and Orbax through, each -q silences more of ours.
+
+    The TensorFlow variables must be set before TensorFlow is first imported: its C++ log
+    level (the oneDNN banner and CUDA probing are INFO/WARNING lines) is read once at import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(max(0, 2 - verbosity)))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no banner; TF only decodes images here
+    ours = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
+        max(-2, verbosity), logging.DEBUG)
+    theirs = {0: logging.ERROR, 1: logging.WARNING}.get(max(0, verbosity), logging.INFO)
+    logging.basicConfig(level=theirs, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(theirs)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(theirs)
+    logging.getLogger("img2imu_jax").setLevel(ours)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="img2imu",
         description="IMG2IMU in JAX: image pre-training for few-shot IMU classification.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     spectrogram = commands.add_parser(
@@ -98,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         "resumes from its latest checkpoint; SIGTERM saves and exits 0.",
     )
     pretrain.add_argument("--config", required=True, metavar="CONFIG.py",
-                          help="an ml_collections recipe, e.g. configs/img2imu_paper.py")
+                          help="a bundled recipe name (img2imu_paper, demo, ...) or an ml_collections recipe file")
     pretrain.add_argument("--workdir", required=True, metavar="DIR")
     pretrain.add_argument("--distributed", action="store_true",
                           help="initialise jax.distributed from the environment (TPU VM, SLURM)")
@@ -116,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         "results.md, f1_vs_shots.png and models/<encoder>-<mode>/ into --workdir.",
     )
     finetune.add_argument("--config", required=True, metavar="CONFIG.py",
-                          help="e.g. configs/finetune_basicmotions.py")
+                          help="a bundled recipe name (e.g. finetune_basicmotions) or a recipe file")
     finetune.add_argument("--workdir", required=True, metavar="DIR")
     finetune.set_defaults(handler=_finetune)
 
@@ -159,9 +190,20 @@ def _parser() -> argparse.ArgumentParser:
                              help="seconds instead of minutes; the numbers mean nothing")
     demo_parser.add_argument("--configs", default=None, metavar="DIR",
                              help="folder holding demo.py and demo_finetune.py (default: the "
-                             "repository's configs/)")
+                             "package's img2imu_jax/configs/)")
     demo_parser.set_defaults(handler=_demo)
+    for command_parser in (parser, *commands.choices.values()):
+        _add_output_flags(command_parser)
     return parser
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """-v/-q before or after the command; SUPPRESS keeps a subcommand's parse from
+    overwriting a count given before it."""
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more library output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                        help="fewer of img2imu's log messages (repeatable)")
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -1,5 +1,6 @@
-"""Pre-training configs: the defaults every recipe in configs/ starts from, loading a recipe file
-with `--config.key=value` overrides, and the checks that run before anything compiles.
+"""Pre-training configs: the defaults every recipe in img2imu_jax/configs/ starts from, loading a
+recipe (by name or file) with `--config.key=value` overrides, and the checks that run before
+anything compiles.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import difflib
 import importlib.util
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import ml_collections
 
@@ -18,6 +20,28 @@ from img2imu_jax.models.heads import PRESETS
 METHODS = ("moco", "simclr")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
+# The recipes ship inside the package, so `--config demo` works from any installed wheel.
+RECIPES = Path(__file__).resolve().parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    """The bundled recipes' names (`img2imu_paper`, `demo`, ...), sorted."""
+    return sorted(p.stem for p in RECIPES.glob("*.py") if not p.name.startswith("_"))
+
+
+def resolve_recipe(name_or_path: str | os.PathLike) -> Path:
+    """A recipe file: `name_or_path` itself when it is a file, else the bundled recipe of that
+    name (with or without `.py`, with or without a `configs/` prefix)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = RECIPES / (path.stem + ".py")
+    if path.suffix in ("", ".py") and bundled.is_file():
+        return bundled
+    close = difflib.get_close_matches(path.stem, recipe_names(), n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"recipes: {', '.join(recipe_names())}"
+    raise ValueError(f"config {os.fspath(name_or_path)} is neither a file nor a bundled recipe; "
+                     f"{hint}")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -105,14 +129,13 @@ def finetune_base_config() -> ml_collections.ConfigDict:
 def load_config(
     path: str | os.PathLike, overrides: Sequence[str] = (), *, checks=None
 ) -> ml_collections.ConfigDict:
-    """Runs `get_config()` from a recipe file, applies `key.sub=value` overrides, validates.
+    """Runs `get_config()` from a recipe (a file, or a bundled recipe's name), applies
+    `key.sub=value` overrides, validates.
 
     Every problem is a ValueError naming the file, the key or the value, raised before any
     model is built.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"config file {path} does not exist")
+    path = os.fspath(resolve_recipe(path))
     spec = importlib.util.spec_from_file_location("img2imu_recipe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -25,14 +25,14 @@ import numpy as np
 from img2imu_jax import finetune, reports
 from img2imu_jax.augment_grid import augment_grid
 from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
-from img2imu_jax.config import load_config, validate_finetune
+from img2imu_jax.config import RECIPES, load_config, validate_finetune
 from img2imu_jax.images.sources import bundled_photo_paths
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import Windows, make_windows
 from img2imu_jax.render import read_png, render_csv, write_png
 from img2imu_jax.spectrogram import spectrogram_image
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = RECIPES
 PRETRAIN_CONFIG, FINETUNE_CONFIG = "demo.py", "demo_finetune.py"
 ENCODERS = {  # report name → (workdir name, augmentation spec)
     "IMG2IMU (sensor-aware augs)": ("img2imu", "translate_x|permute_x|hue|jitter"),
@@ -55,7 +55,7 @@ def run(workdir: str | os.PathLike, *, quick: bool = False,
     for name in (PRETRAIN_CONFIG, FINETUNE_CONFIG):
         if not (configs / name).is_file():
             raise ValueError(f"{configs / name} not found: the demo reads its recipes from the "
-                             "repository's configs/ (pass --configs DIR elsewhere)")
+                             "package's img2imu_jax/configs/ (or pass --configs DIR)")
     _check_mode(workdir, quick)
     started = time.perf_counter()
 
@@ -281,7 +281,7 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         "settings chosen on validation, and the two-phase full fine-tune at "
         f"{', '.join(map(str, config.finetune_shots or config.shots))} shots. The linear "
         f"heads peak at a learning rate of {config.linear_lr:g} (the paper's is 1e-5, which "
-        "leaves heads on these narrow encoders untrained; configs/demo_finetune.py says more).",
+        "leaves heads on these narrow encoders untrained; img2imu_jax/configs/demo_finetune.py says more).",
         "",
         "## Results", "", reports.results_markdown(record),
         "## What these numbers say", "",
@@ -290,7 +290,7 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"{_photo_count()} photos, {pre['steps'] * pre['batch_size']} augmented pairs in all, "
         "where the paper pre-trains on "
         "ImageNet's 1.28 M images for 40 epochs at batch 256 (~200,000 steps) with a full-width "
-        "ResNet-18 (configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
+        "ResNet-18 (img2imu_jax/configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
         "beat random initialisation, and differences of a few points are within the fold-to-"
         "fold spread shown (± std). The paper's gain (Table II: 0.675 vs 0.407 macro-F1 for "
         "random init at 10 shots, averaged over four datasets) needs the full pre-training.", "",

@@ -4,7 +4,7 @@ data that ships with sktime) at laptop scale.
 Linear evaluation at 1, 2, 5 and 10 shots over the paper's full spectrogram grid, and the
 two-phase full fine-tune at 10 shots with a shortened second phase (50 epochs instead of 100)
 so the whole demo stays near ten minutes on two CPU cores. The encoder's depth and width come
-from the pre-training config (configs/demo.py).
+from the pre-training config (img2imu_jax/configs/demo.py).
 
 The head's peak learning rate is 1e-2, not the paper's 1e-5: with these narrow encoders
 (128 features of magnitude ~1) 50 epochs at 1e-5 leave the head at its random initialisation
