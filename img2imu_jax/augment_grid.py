@@ -11,7 +11,7 @@ import numpy as np
 from img2imu_jax.augment import make_augment
 from img2imu_jax.imu.xyz_csv import read_xyz_csv
 from img2imu_jax.render import read_png
-from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, spectrogram_image
+from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, check_settings, spectrogram_image
 
 # White space after the original and between tiles, in pixels.
 ORIGINAL_GAP = 6
@@ -63,11 +63,15 @@ def grid_inputs(
     noverlap: int,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
 ) -> np.ndarray:
-    """Photos squashed to `image_size` and accelerometer CSV windows rendered as spectrograms."""
+    """Photos squashed to `image_size` and accelerometer CSV windows rendered as spectrograms
+    (a window with a timestamp column is first interpolated onto `sample_rate`)."""
+    if windows:
+        check_settings(sample_rate, nfft, noverlap)
     tiles = [read_png(path, size=image_size) for path in photos]
     tiles += [
-        np.asarray(spectrogram_image(read_xyz_csv(path), sample_rate=sample_rate, nfft=nfft,
-                                     noverlap=noverlap, image_size=image_size))
+        np.asarray(spectrogram_image(read_xyz_csv(path, sample_rate=sample_rate).samples,
+                                     sample_rate=sample_rate, nfft=nfft, noverlap=noverlap,
+                                     image_size=image_size))
         for path in windows
     ]
     if not tiles:

@@ -73,8 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Render one accelerometer window as the RGB spectrogram image IMG2IMU feeds "
         "to its image network (x, y, z -> R, G, B; low frequencies at the bottom).",
     )
-    spectrogram.add_argument("input", metavar="INPUT.csv", help="3 numeric columns, optional header")
-    spectrogram.add_argument("--sample-rate", type=float, required=True, metavar="HZ")
+    spectrogram.add_argument("input", metavar="INPUT.csv",
+                             help="x, y, z columns (found by header name, or the only three) and "
+                             "optionally a timestamp column")
+    spectrogram.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
+                             help="of INPUT.csv (default: from its timestamp column; with one, "
+                             "the samples are interpolated onto this rate)")
+    spectrogram.add_argument("--columns", default=None, metavar="X,Y,Z[,TIME]",
+                             help="which columns: header names or 1-based numbers")
     spectrogram.add_argument("--nfft", type=int, required=True, metavar="N", help="STFT length")
     spectrogram.add_argument("--noverlap", type=int, required=True, metavar="M",
                              help="samples shared by consecutive STFT frames")
@@ -161,7 +167,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, metavar="DIR",
                          help="a saved classifier: FINETUNE_WORKDIR/models/<encoder>-<mode>")
     predict.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
-                         help="of INPUT.csv (default: the training dataset's rate)")
+                         help="of INPUT.csv (default: from its timestamp column, else the "
+                         "training dataset's rate)")
+    predict.add_argument("--columns", default=None, metavar="X,Y,Z[,TIME]",
+                         help="which columns: header names or 1-based numbers (default: by "
+                         "header name x, y, z, time, or the only three)")
     predict.add_argument("-o", "--output", default=None, metavar="OUT.csv",
                          help="write the predictions here instead of printing them")
     predict.set_defaults(handler=_predict)
@@ -215,10 +225,12 @@ def _demo(args: argparse.Namespace) -> None:
 def _spectrogram(args: argparse.Namespace) -> None:
     from img2imu_jax import render  # JAX loads only when a command needs it: --help stays fast
 
-    render.render_csv(args.input, args.output, sample_rate=args.sample_rate, nfft=args.nfft,
-                      noverlap=args.noverlap, image_size=args.size)
+    _, recording = render.render_csv(args.input, args.output, sample_rate=args.sample_rate,
+                                     nfft=args.nfft, noverlap=args.noverlap,
+                                     image_size=args.size, columns=args.columns)
     height, width = args.size
-    print(f"wrote {args.output} ({width}x{height} RGB)")
+    print(f"wrote {args.output} ({width}x{height} RGB; {len(recording.samples)} samples at "
+          f"{recording.sample_rate:g} Hz)")
 
 
 def _augment_grid(args: argparse.Namespace) -> None:
@@ -239,6 +251,9 @@ def _pretrain(args: argparse.Namespace) -> None:
     from img2imu_jax.config import load_config  # the trainer's imports are heavy; load on use
 
     config = load_config(args.config, args.overrides)  # every config error before any compile
+    from img2imu_jax.images.sources import check_source  # TensorFlow loads only when needed
+
+    check_source(config.data.dataset, config.data.data_dir or None)
     if args.coordinator:
         import jax
 
@@ -273,7 +288,8 @@ def _finetune(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from img2imu_jax.predict import predict_csv, summary, write_csv
 
-    predictions, meta = predict_csv(args.checkpoint, args.input, sample_rate=args.sample_rate)
+    predictions, meta = predict_csv(args.checkpoint, args.input, sample_rate=args.sample_rate,
+                                    columns=args.columns)
     text = write_csv(predictions, args.output)
     if args.output is None:
         print(text, end="")
@@ -293,7 +309,9 @@ def _table(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace) -> None:
     from img2imu_jax.images.prepare import prepare  # TensorFlow loads only when needed
+    from img2imu_jax.images.sources import check_source
 
+    check_source(args.dataset, args.data_dir)
     out = prepare(args.dataset, args.data_dir, args.out_dir, image_size=args.size,
                   examples_per_shard=args.examples_per_shard, process_index=args.process_index,
                   process_count=args.process_count)

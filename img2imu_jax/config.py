@@ -20,6 +20,9 @@ from img2imu_jax.models.heads import PRESETS
 METHODS = ("moco", "simclr")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
+# ConfigDicts whose keys are free-form (`--config.augment.params.hue_p=0.5` adds one); each
+# one's owner checks the names: make_augment for augment.params, called by validate().
+OPEN_KEYS = ("augment.params",)
 # The recipes ship inside the package, so `--config demo` works from any installed wheel.
 RECIPES = Path(__file__).resolve().parent / "configs"
 
@@ -156,7 +159,7 @@ def _apply_override(config: ml_collections.ConfigDict, override: str, path: str)
     node = config
     for depth, name in enumerate(parents + [leaf]):
         known = list(node.keys())
-        if name not in known and not (name == leaf and depth == len(parents) and _open(node)):
+        if name not in known and not (depth == len(parents) and ".".join(parents) in OPEN_KEYS):
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
             raise ValueError(f"{path}: unknown config key {key!r}{hint}")
@@ -176,11 +179,6 @@ def _apply_override(config: ml_collections.ConfigDict, override: str, path: str)
             f"{path}: {key} must be {type(current).__name__} like {current!r}; got {text!r}"
         )
     node[leaf] = value
-
-
-def _open(node: ml_collections.ConfigDict) -> bool:
-    """`augment.params` takes any `<op>_<param>` key; make_augment checks the names."""
-    return len(node) == 0
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -207,6 +205,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+    from img2imu_jax.augment import make_augment  # names and ranges of every op parameter
+
+    try:
+        make_augment(config.augment.spec, **dict(config.augment.params))
+    except ValueError as error:
+        raise ValueError(f"invalid config: augment: {error}") from None
 
 
 def validate_finetune(config: ml_collections.ConfigDict) -> None:

@@ -249,7 +249,7 @@ def reference_check(out: Path) -> dict | None:
     authors = csv_path.with_name("jogging_combined.png")
     if not authors.is_file():
         return None
-    ours = render_csv(csv_path, out / "reference_ours.png", **REFERENCE_SETTINGS)
+    ours, _ = render_csv(csv_path, out / "reference_ours.png", **REFERENCE_SETTINGS)
     theirs = read_png(authors, size=ours.shape[:2])
     gap = np.ones((ours.shape[0], 4, 3), np.float32)
     write_png(np.concatenate([ours, gap, theirs], axis=1), out / "reference_vs_authors.png")
