@@ -63,7 +63,7 @@ def check_source(dataset: str, data_dir: str | os.PathLike | None = None) -> Non
     name = dataset.partition(":")[0].partition("/")[0]
     data_dir = Path(data_dir) if data_dir else Path(tfds.core.constants.DATA_DIR)
     known = tfds.list_builders(with_community_datasets=False)
-    if name in known or (data_dir / name).is_dir():
+    if name and (name in known or (data_dir / name).is_dir()):
         return
     if os.sep in dataset or dataset.startswith((".", "~")):
         raise ValueError(f"image folder {dataset} does not exist")
