@@ -54,6 +54,37 @@ def augment_grid(
     return grid
 
 
+def plot_augment_grid(
+    images: np.ndarray, row_labels: Sequence[str], spec: str, path: str | os.PathLike, *,
+    views: int = 6, seed: int = 0, **params: float
+) -> None:
+    """`augment_grid` as a figure to read: columns titled original, view 1…, rows named, the
+    spec (and any parameters) in the title."""
+    from img2imu_jax.reports import pyplot, save_figure
+
+    if len(row_labels) != len(images):
+        raise ValueError(f"{len(row_labels)} row labels for {len(images)} images")
+    grid = augment_grid(images, spec, views=views, seed=seed, **params)
+    height, width = np.asarray(images).shape[1:3]
+    columns = [width / 2] + [width + ORIGINAL_GAP + v * (width + TILE_GAP) + width / 2
+                             for v in range(views)]
+    plt = pyplot()
+    scale = 1.6 / height
+    figure, axes = plt.subplots(figsize=(1.5 + grid.shape[1] * scale, 0.8 + grid.shape[0] * scale))
+    axes.imshow(grid)
+    axes.set_xticks(columns, ["original"] + [f"view {v + 1}" for v in range(views)], fontsize=8)
+    axes.set_yticks([r * (height + TILE_GAP) + height / 2 for r in range(len(images))],
+                    list(row_labels), fontsize=8)
+    axes.tick_params(length=0)
+    axes.xaxis.tick_top()
+    for side in axes.spines.values():
+        side.set_visible(False)
+    shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    axes.set_xlabel(f"random views of {spec!r}" + (f" ({shown})" if shown else "")
+                    + f", seed {seed}", fontsize=9)
+    save_figure(plt, figure, path)
+
+
 def grid_inputs(
     photos: Sequence[str | os.PathLike] = (),
     windows: Sequence[str | os.PathLike] = (),

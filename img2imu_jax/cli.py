@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                              "the samples are interpolated onto this rate)")
     spectrogram.add_argument("--columns", default=None, metavar="X,Y,Z[,TIME]",
                              help="which columns: header names or 1-based numbers")
+    spectrogram.add_argument("--axes", default=None, metavar="AXES.png",
+                             help="also write a figure to read: the image beside one panel per "
+                             "axis, in Hz and seconds")
     spectrogram.add_argument("--nfft", type=int, required=True, metavar="N", help="STFT length")
     spectrogram.add_argument("--noverlap", type=int, required=True, metavar="M",
                              help="samples shared by consecutive STFT frames")
@@ -225,16 +228,23 @@ def _demo(args: argparse.Namespace) -> None:
 def _spectrogram(args: argparse.Namespace) -> None:
     from img2imu_jax import render  # JAX loads only when a command needs it: --help stays fast
 
-    _, recording = render.render_csv(args.input, args.output, sample_rate=args.sample_rate,
+    image, recording = render.render_csv(args.input, args.output, sample_rate=args.sample_rate,
                                      nfft=args.nfft, noverlap=args.noverlap,
                                      image_size=args.size, columns=args.columns)
     height, width = args.size
     print(f"wrote {args.output} ({width}x{height} RGB; {len(recording.samples)} samples at "
           f"{recording.sample_rate:g} Hz)")
+    if args.axes:
+        from img2imu_jax.reports import plot_spectrogram_axes
+
+        plot_spectrogram_axes(recording.samples, image, args.axes,
+                              sample_rate=recording.sample_rate, nfft=args.nfft,
+                              noverlap=args.noverlap)
+        print(f"wrote {args.axes} (x, y, z panels in Hz and seconds)")
 
 
 def _augment_grid(args: argparse.Namespace) -> None:
-    from img2imu_jax import augment_grid, render
+    from img2imu_jax import augment_grid
     from img2imu_jax.images.sources import bundled_photo_paths
 
     photos = args.image
@@ -242,8 +252,10 @@ def _augment_grid(args: argparse.Namespace) -> None:
         photos = [p for p in bundled_photo_paths() if p.stem in ("grace_hopper", "chelsea")]
     inputs = augment_grid.grid_inputs(photos, args.window, sample_rate=args.sample_rate,
                                       nfft=args.nfft, noverlap=args.noverlap)
-    render.write_png(augment_grid.augment_grid(inputs, args.spec, views=args.views,
-                                               seed=args.seed), args.output)
+    labels = [f"photo {os.path.basename(p)}" for p in photos] + [
+        f"window {os.path.basename(w)}" for w in args.window]
+    augment_grid.plot_augment_grid(inputs, labels, args.spec, args.output, views=args.views,
+                                   seed=args.seed)
     print(f"wrote {args.output}: {len(inputs)} input(s) x {args.views} views of {args.spec!r}")
 
 

@@ -28,9 +28,11 @@ def test_spectrogram_writes_a_128x96_png(window_csv, tmp_path, capsys):
         assert image.size == (128, 96) and image.mode == "RGB"
     assert str(out) in capsys.readouterr().out
 
-    assert cli.main(argv + ["--size", "48x64"]) == 0
+    axes = tmp_path / "axes.png"
+    assert cli.main(argv + ["--size", "48x64", "--axes", str(axes)]) == 0
     with Image.open(out) as image:
         assert image.size == (64, 48)
+    assert f"wrote {axes}" in capsys.readouterr().out and axes.stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(
@@ -99,8 +101,8 @@ def test_augment_grid_on_a_photo_and_a_spectrogram(window_csv, tmp_path, capsys)
             str(window_csv), "--sample-rate", "50", "--nfft", "64", "--noverlap", "56",
             "--views", "3", "-o", str(out)]
     assert cli.main(argv) == 0
-    with Image.open(out) as grid:
-        assert grid.size[1] == 2 * 96 + 2 and grid.size[0] > 4 * 128
+    with Image.open(out) as grid:  # a labelled figure: the tiles at 1.6 in per 96 rows, 120 dpi
+        assert grid.size[0] > 4 * 128 and grid.size[0] > 2 * grid.size[1]
     assert "2 input(s) x 3 views" in capsys.readouterr().out
     assert cli.main(["augment-grid", "--spec", "hue|blur", "-o", str(out)]) == 1
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
