@@ -205,6 +205,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(len(config.data.image_size) == 2 and min(config.data.image_size) > 0,
           f"data.image_size must be (height, width); got {config.data.image_size}")
     check(config.checkpoint_every > 0 and config.log_every > 0, "intervals must be > 0")
+    check(config.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1; got "
+          f"{config.keep_checkpoints}")
+    check(config.data.shuffle_buffer >= 1, f"data.shuffle_buffer must be >= 1; got "
+          f"{config.data.shuffle_buffer}")
+    check(config.model.head_layers >= 1 and config.model.hidden_features >= 0,
+          "model.head_layers must be >= 1 and model.hidden_features >= 0")
+    check(config.optim.weight_decay >= 0 and config.optim.warmup_epochs >= 0
+          and config.optim.momentum >= 0, "optim.weight_decay, warmup_epochs and momentum "
+          "must be >= 0")
     from img2imu_jax.augment import make_augment  # names and ranges of every op parameter
 
     try:
@@ -232,3 +241,13 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
         raise ValueError("invalid config: folds >= 3, epochs >= 1 and data.seconds > 0")
     if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
         raise ValueError("invalid config: every grid gap must be in (0, nfft)")
+    from img2imu_jax.imu.windows import LABEL_RULES
+
+    if not config.data.sample_rate > 0 or config.data.generic_sample_rate < 0:
+        raise ValueError(f"invalid config: data.sample_rate must be > 0 Hz (got "
+                         f"{config.data.sample_rate}) and data.generic_sample_rate >= 0")
+    if config.data.label_rule not in LABEL_RULES:
+        raise ValueError(f"invalid config: data.label_rule must be one of {LABEL_RULES}; got "
+                         f"{config.data.label_rule!r}")
+    if not config.linear_lr > 0:
+        raise ValueError(f"invalid config: linear_lr must be > 0; got {config.linear_lr}")

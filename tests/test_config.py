@@ -51,3 +51,17 @@ def test_a_nan_sample_blanks_only_its_own_channel_as_documented():
                                          image_size=(16, 16)))
     assert np.isnan(image[..., 1]).all()
     assert np.isfinite(image[..., [0, 2]]).all()
+
+
+@pytest.mark.parametrize("recipe, override, message", [
+    ("demo", "keep_checkpoints=0", "keep_checkpoints must be >= 1"),
+    ("demo", "optim.weight_decay=-1e-4", "optim.weight_decay, warmup_epochs and momentum"),
+    ("demo_finetune", "data.sample_rate=0", "data.sample_rate must be > 0 Hz"),
+    ("demo_finetune", "data.label_rule=mode", "data.label_rule must be one of"),
+])
+def test_out_of_range_values_are_rejected_at_load(recipe, override, message):
+    from img2imu_jax.config import validate, validate_finetune
+
+    checks = validate_finetune if recipe.endswith("finetune") else validate
+    with pytest.raises(ValueError, match=message):
+        load_config(recipe, [override], checks=checks)
