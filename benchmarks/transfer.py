@@ -8,7 +8,7 @@ protocol, 'tuned' by default: head rate chosen on validation) on WISDM 2019 and 
 every encoder and a randomly initialised one beside them. Each run also logs the BasicMotions
 probe (`probe/f1_*`) into its metrics.jsonl. Prints the table and writes JSON.
 
-Methods (name → config overrides of configs/img2imu_paper.py): `img2imu` (MoCo + the
+Methods (name → config overrides of img2imu_jax/configs/img2imu_paper.py): `img2imu` (MoCo + the
 sensor-aware set, the paper's method), `mocov2` (MoCo + MoCo v2's augmentations), `simclr`
 (SimCLR + the sensor-aware set); `simsiam` and `img2imu_noshuffle` need the i10-methods
 branch (SimSiam, Shuffle BN) and are refused by config validation without it.
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "img2imu_jax" / "configs"
 SENSOR_AWARE = "translate_x|permute_x|hue|jitter"
 METHODS = {
     "img2imu": ("method=moco", f"augment.spec={SENSOR_AWARE}"),

@@ -11,7 +11,7 @@ import numpy as np
 from img2imu_jax.augment import make_augment
 from img2imu_jax.imu.xyz_csv import read_xyz_csv
 from img2imu_jax.render import read_png
-from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, spectrogram_image
+from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, check_settings, spectrogram_image
 
 # White space after the original and between tiles, in pixels.
 ORIGINAL_GAP = 6
@@ -54,6 +54,37 @@ def augment_grid(
     return grid
 
 
+def plot_augment_grid(
+    images: np.ndarray, row_labels: Sequence[str], spec: str, path: str | os.PathLike, *,
+    views: int = 6, seed: int = 0, **params: float
+) -> None:
+    """`augment_grid` as a figure to read: columns titled original, view 1…, rows named, the
+    spec (and any parameters) in the title."""
+    from img2imu_jax.reports import pyplot, save_figure
+
+    if len(row_labels) != len(images):
+        raise ValueError(f"{len(row_labels)} row labels for {len(images)} images")
+    grid = augment_grid(images, spec, views=views, seed=seed, **params)
+    height, width = np.asarray(images).shape[1:3]
+    columns = [width / 2] + [width + ORIGINAL_GAP + v * (width + TILE_GAP) + width / 2
+                             for v in range(views)]
+    plt = pyplot()
+    scale = 1.6 / height
+    figure, axes = plt.subplots(figsize=(1.5 + grid.shape[1] * scale, 0.8 + grid.shape[0] * scale))
+    axes.imshow(grid)
+    axes.set_xticks(columns, ["original"] + [f"view {v + 1}" for v in range(views)], fontsize=8)
+    axes.set_yticks([r * (height + TILE_GAP) + height / 2 for r in range(len(images))],
+                    list(row_labels), fontsize=8)
+    axes.tick_params(length=0)
+    axes.xaxis.tick_top()
+    for side in axes.spines.values():
+        side.set_visible(False)
+    shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    axes.set_xlabel(f"random views of {spec!r}" + (f" ({shown})" if shown else "")
+                    + f", seed {seed}", fontsize=9)
+    save_figure(plt, figure, path)
+
+
 def grid_inputs(
     photos: Sequence[str | os.PathLike] = (),
     windows: Sequence[str | os.PathLike] = (),
@@ -63,11 +94,15 @@ def grid_inputs(
     noverlap: int,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
 ) -> np.ndarray:
-    """Photos squashed to `image_size` and accelerometer CSV windows rendered as spectrograms."""
+    """Photos squashed to `image_size` and accelerometer CSV windows rendered as spectrograms
+    (a window with a timestamp column is first interpolated onto `sample_rate`)."""
+    if windows:
+        check_settings(sample_rate, nfft, noverlap)
     tiles = [read_png(path, size=image_size) for path in photos]
     tiles += [
-        np.asarray(spectrogram_image(read_xyz_csv(path), sample_rate=sample_rate, nfft=nfft,
-                                     noverlap=noverlap, image_size=image_size))
+        np.asarray(spectrogram_image(read_xyz_csv(path, sample_rate=sample_rate).samples,
+                                     sample_rate=sample_rate, nfft=nfft, noverlap=noverlap,
+                                     image_size=image_size))
         for path in windows
     ]
     if not tiles:

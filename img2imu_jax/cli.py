@@ -8,8 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
+from img2imu_jax import __version__
 from img2imu_jax.paths import user_path
 
+# Modules only the `pretrain` extra installs, and what a missing one means for the user.
+EXTRA_MODULES = ("tensorflow", "tensorflow_datasets", "clu", "tensorboard")
+EXTRA_HINT = "pip install 'img2imu-jax[pretrain]'"
+# Libraries whose logging is chatter at the default verbosity.
+CHATTY_LOGGERS = ("absl", "jax", "jax._src", "orbax", "tensorflow", "tensorflow_datasets")
 # Arguments that name files or folders: local or gs://, any other scheme refused up front.
 PATH_ARGUMENTS = ("workdir", "out_dir", "data_dir", "output", "checkpoint", "out", "input")
 
@@ -22,9 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [item for item in extra if not item.startswith("--config.")]
     if unknown or (args.overrides and args.command not in ("pretrain", "finetune")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("img2imu_jax").setLevel(logging.INFO)
+    configure_output(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         for name in PATH_ARGUMENTS:
             if getattr(args, name, None):
@@ -33,7 +37,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         print(f"img2imu {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.partition(".")[0] not in EXTRA_MODULES:
+            raise
+        print(f"img2imu {args.command}: error: needs the pretrain extra (module {error.name!r} "
+              f"is not installed): {EXTRA_HINT}", file=sys.stderr)
+        return 1
     return 0
+
+
+def configure_output(verbosity: int) -> None:
+    """0 (default): our progress messages, the libraries' errors only; each -v lets more of
+    TensorFlow, absl, JAX and Orbax through, each -q silences more of ours.
+
+    The TensorFlow variables must be set before TensorFlow is first imported: its C++ log
+    level (the oneDNN banner and CUDA probing are INFO/WARNING lines) is read once at import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(max(0, 2 - verbosity)))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no banner; TF only decodes images here
+    ours = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
+        max(-2, verbosity), logging.DEBUG)
+    theirs = {0: logging.ERROR, 1: logging.WARNING}.get(max(0, verbosity), logging.INFO)
+    logging.basicConfig(level=theirs, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(theirs)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(theirs)
+    logging.getLogger("img2imu_jax").setLevel(ours)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="img2imu",
         description="IMG2IMU in JAX: image pre-training for few-shot IMU classification.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     spectrogram = commands.add_parser(
@@ -49,8 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Render one accelerometer window as the RGB spectrogram image IMG2IMU feeds "
         "to its image network (x, y, z -> R, G, B; low frequencies at the bottom).",
     )
-    spectrogram.add_argument("input", metavar="INPUT.csv", help="3 numeric columns, optional header")
-    spectrogram.add_argument("--sample-rate", type=float, required=True, metavar="HZ")
+    spectrogram.add_argument("input", metavar="INPUT.csv",
+                             help="x, y, z columns (found by header name, or the only three) and "
+                             "optionally a timestamp column")
+    spectrogram.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
+                             help="of INPUT.csv (default: from its timestamp column; with one, "
+                             "the samples are interpolated onto this rate)")
+    spectrogram.add_argument("--columns", default=None, metavar="X,Y,Z[,TIME]",
+                             help="which columns: header names or 1-based numbers")
+    spectrogram.add_argument("--axes", default=None, metavar="AXES.png",
+                             help="also write a figure to read: the image beside one panel per "
+                             "axis, in Hz and seconds")
     spectrogram.add_argument("--nfft", type=int, required=True, metavar="N", help="STFT length")
     spectrogram.add_argument("--noverlap", type=int, required=True, metavar="M",
                              help="samples shared by consecutive STFT frames")
@@ -105,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "resumes from its latest checkpoint; SIGTERM saves and exits 0.",
     )
     pretrain.add_argument("--config", required=True, metavar="CONFIG.py",
-                          help="an ml_collections recipe, e.g. configs/img2imu_paper.py")
+                          help="a bundled recipe name (img2imu_paper, demo, ...) or an ml_collections recipe file")
     pretrain.add_argument("--workdir", required=True, metavar="DIR")
     pretrain.add_argument("--distributed", action="store_true",
                           help="initialise jax.distributed from the environment (TPU VM, SLURM)")
@@ -130,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "results.md, f1_vs_shots.png and models/<encoder>-<mode>/ into --workdir.",
     )
     finetune.add_argument("--config", required=True, metavar="CONFIG.py",
-                          help="e.g. configs/finetune_basicmotions.py")
+                          help="a bundled recipe name (e.g. finetune_basicmotions) or a recipe file")
     finetune.add_argument("--workdir", required=True, metavar="DIR")
     finetune.set_defaults(handler=_finetune)
 
@@ -144,7 +183,11 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, metavar="DIR",
                          help="a saved classifier: FINETUNE_WORKDIR/models/<encoder>-<mode>")
     predict.add_argument("--sample-rate", type=float, default=None, metavar="HZ",
-                         help="of INPUT.csv (default: the training dataset's rate)")
+                         help="of INPUT.csv (default: from its timestamp column, else the "
+                         "training dataset's rate)")
+    predict.add_argument("--columns", default=None, metavar="X,Y,Z[,TIME]",
+                         help="which columns: header names or 1-based numbers (default: by "
+                         "header name x, y, z, time, or the only three)")
     predict.add_argument("-o", "--output", default=None, metavar="OUT.csv",
                          help="write the predictions here instead of printing them")
     predict.set_defaults(handler=_predict)
@@ -192,9 +235,20 @@ def _parser() -> argparse.ArgumentParser:
                              help="seconds instead of minutes; the numbers mean nothing")
     demo_parser.add_argument("--configs", default=None, metavar="DIR",
                              help="folder holding demo.py and demo_finetune.py (default: the "
-                             "repository's configs/)")
+                             "package's img2imu_jax/configs/)")
     demo_parser.set_defaults(handler=_demo)
+    for command_parser in (parser, *commands.choices.values()):
+        _add_output_flags(command_parser)
     return parser
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """-v/-q before or after the command; SUPPRESS keeps a subcommand's parse from
+    overwriting a count given before it."""
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more library output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                        help="fewer of img2imu's log messages (repeatable)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -206,14 +260,23 @@ def _demo(args: argparse.Namespace) -> None:
 def _spectrogram(args: argparse.Namespace) -> None:
     from img2imu_jax import render  # JAX loads only when a command needs it: --help stays fast
 
-    render.render_csv(args.input, args.output, sample_rate=args.sample_rate, nfft=args.nfft,
-                      noverlap=args.noverlap, image_size=args.size)
+    image, recording = render.render_csv(args.input, args.output, sample_rate=args.sample_rate,
+                                     nfft=args.nfft, noverlap=args.noverlap,
+                                     image_size=args.size, columns=args.columns)
     height, width = args.size
-    print(f"wrote {args.output} ({width}x{height} RGB)")
+    print(f"wrote {args.output} ({width}x{height} RGB; {len(recording.samples)} samples at "
+          f"{recording.sample_rate:g} Hz)")
+    if args.axes:
+        from img2imu_jax.reports import plot_spectrogram_axes
+
+        plot_spectrogram_axes(recording.samples, image, args.axes,
+                              sample_rate=recording.sample_rate, nfft=args.nfft,
+                              noverlap=args.noverlap)
+        print(f"wrote {args.axes} (x, y, z panels in Hz and seconds)")
 
 
 def _augment_grid(args: argparse.Namespace) -> None:
-    from img2imu_jax import augment_grid, render
+    from img2imu_jax import augment_grid
     from img2imu_jax.images.sources import bundled_photo_paths
 
     photos = args.image
@@ -221,8 +284,10 @@ def _augment_grid(args: argparse.Namespace) -> None:
         photos = [p for p in bundled_photo_paths() if p.stem in ("grace_hopper", "chelsea")]
     inputs = augment_grid.grid_inputs(photos, args.window, sample_rate=args.sample_rate,
                                       nfft=args.nfft, noverlap=args.noverlap)
-    render.write_png(augment_grid.augment_grid(inputs, args.spec, views=args.views,
-                                               seed=args.seed), args.output)
+    labels = [f"photo {os.path.basename(p)}" for p in photos] + [
+        f"window {os.path.basename(w)}" for w in args.window]
+    augment_grid.plot_augment_grid(inputs, labels, args.spec, args.output, views=args.views,
+                                   seed=args.seed)
     print(f"wrote {args.output}: {len(inputs)} input(s) x {args.views} views of {args.spec!r}")
 
 
@@ -230,6 +295,9 @@ def _pretrain(args: argparse.Namespace) -> None:
     from img2imu_jax.config import load_config  # the trainer's imports are heavy; load on use
 
     config = load_config(args.config, args.overrides)  # every config error before any compile
+    from img2imu_jax.images.sources import check_source  # TensorFlow loads only when needed
+
+    check_source(config.data.dataset, config.data.data_dir or None)
     if args.coordinator:
         import jax
 
@@ -269,7 +337,8 @@ def _finetune(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from img2imu_jax.predict import predict_csv, summary, write_csv
 
-    predictions, meta = predict_csv(args.checkpoint, args.input, sample_rate=args.sample_rate)
+    predictions, meta = predict_csv(args.checkpoint, args.input, sample_rate=args.sample_rate,
+                                    columns=args.columns)
     text = write_csv(predictions, args.output)
     if args.output is None:
         print(text, end="")
@@ -303,7 +372,9 @@ def _table(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace) -> None:
     from img2imu_jax.images.prepare import prepare  # TensorFlow loads only when needed
+    from img2imu_jax.images.sources import check_source
 
+    check_source(args.dataset, args.data_dir)
     out = prepare(args.dataset, args.data_dir, args.out_dir, image_size=args.size,
                   examples_per_shard=args.examples_per_shard, process_index=args.process_index,
                   process_count=args.process_count)

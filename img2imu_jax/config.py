@@ -1,5 +1,6 @@
-"""Pre-training configs: the defaults every recipe in configs/ starts from, loading a recipe file
-with `--config.key=value` overrides, and the checks that run before anything compiles.
+"""Pre-training configs: the defaults every recipe in img2imu_jax/configs/ starts from, loading a
+recipe (by name or file) with `--config.key=value` overrides, and the checks that run before
+anything compiles.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import difflib
 import importlib.util
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import ml_collections
 
@@ -20,6 +22,31 @@ MOCO_QUERY_BN = ("global", "groups")
 OPTIMIZERS = ("adam", "lars", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
 DTYPES = ("auto", "bfloat16", "float32")
+# ConfigDicts whose keys are free-form (`--config.augment.params.hue_p=0.5` adds one); each
+# one's owner checks the names: make_augment for augment.params, called by validate().
+OPEN_KEYS = ("augment.params",)
+# The recipes ship inside the package, so `--config demo` works from any installed wheel.
+RECIPES = Path(__file__).resolve().parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    """The bundled recipes' names (`img2imu_paper`, `demo`, ...), sorted."""
+    return sorted(p.stem for p in RECIPES.glob("*.py") if not p.name.startswith("_"))
+
+
+def resolve_recipe(name_or_path: str | os.PathLike) -> Path:
+    """A recipe file: `name_or_path` itself when it is a file, else the bundled recipe of that
+    name (with or without `.py`, with or without a `configs/` prefix)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = RECIPES / (path.stem + ".py")
+    if path.suffix in ("", ".py") and bundled.is_file():
+        return bundled
+    close = difflib.get_close_matches(path.stem, recipe_names(), n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"recipes: {', '.join(recipe_names())}"
+    raise ValueError(f"config {os.fspath(name_or_path)} is neither a file nor a bundled recipe; "
+                     f"{hint}")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -170,14 +197,13 @@ def torchvision_init(init: str) -> str | None:
 def load_config(
     path: str | os.PathLike, overrides: Sequence[str] = (), *, checks=None
 ) -> ml_collections.ConfigDict:
-    """Runs `get_config()` from a recipe file, applies `key.sub=value` overrides, validates.
+    """Runs `get_config()` from a recipe (a file, or a bundled recipe's name), applies
+    `key.sub=value` overrides, validates.
 
     Every problem is a ValueError naming the file, the key or the value, raised before any
     model is built.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"config file {path} does not exist")
+    path = os.fspath(resolve_recipe(path))
     spec = importlib.util.spec_from_file_location("img2imu_recipe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -198,7 +224,7 @@ def _apply_override(config: ml_collections.ConfigDict, override: str, path: str)
     node = config
     for depth, name in enumerate(parents + [leaf]):
         known = list(node.keys())
-        if name not in known and not (name == leaf and depth == len(parents) and _open(node)):
+        if name not in known and not (depth == len(parents) and ".".join(parents) in OPEN_KEYS):
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
             raise ValueError(f"{path}: unknown config key {key!r}{hint}")
@@ -218,11 +244,6 @@ def _apply_override(config: ml_collections.ConfigDict, override: str, path: str)
             f"{path}: {key} must be {type(current).__name__} like {current!r}; got {text!r}"
         )
     node[leaf] = value
-
-
-def _open(node: ml_collections.ConfigDict) -> bool:
-    """`augment.params` takes any `<op>_<param>` key; make_augment checks the names."""
-    return len(node) == 0
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -264,6 +285,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"wandb.mode must be '', 'online' or 'offline'; got {config.wandb.mode!r}")
     check(config.steps_in_flight >= 1 and config.data.prefetch >= 1,
           "steps_in_flight and data.prefetch must be >= 1")
+
+    check(config.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1; got "
+          f"{config.keep_checkpoints}")
+    check(config.data.shuffle_buffer >= 1, f"data.shuffle_buffer must be >= 1; got "
+          f"{config.data.shuffle_buffer}")
+    check(config.model.head_layers >= 1 and config.model.hidden_features >= 0,
+          "model.head_layers must be >= 1 and model.hidden_features >= 0")
+    check(config.optim.weight_decay >= 0 and config.optim.warmup_epochs >= 0
+          and config.optim.momentum >= 0, "optim.weight_decay, warmup_epochs and momentum "
+          "must be >= 0")
+    from img2imu_jax.augment import make_augment  # names and ranges of every op parameter
+
+    try:
+        make_augment(config.augment.spec, **dict(config.augment.params))
+    except ValueError as error:
+        raise ValueError(f"invalid config: augment: {error}") from None
 
     _validate_probe(config.probe)
     torchvision_init(config.get("init", ""))
@@ -311,4 +348,14 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
                          f"{config.linear.lrs}")
     if not all(0 < gap < nfft for nfft in config.grid_nfft for gap in config.grid_gaps):
         raise ValueError("invalid config: every grid gap must be in (0, nfft)")
+    from img2imu_jax.imu.windows import LABEL_RULES
+
+    if not config.data.sample_rate > 0 or config.data.generic_sample_rate < 0:
+        raise ValueError(f"invalid config: data.sample_rate must be > 0 Hz (got "
+                         f"{config.data.sample_rate}) and data.generic_sample_rate >= 0")
+    if config.data.label_rule not in LABEL_RULES:
+        raise ValueError(f"invalid config: data.label_rule must be one of {LABEL_RULES}; got "
+                         f"{config.data.label_rule!r}")
+    if not config.linear_lr > 0:
+        raise ValueError(f"invalid config: linear_lr must be > 0; got {config.linear_lr}")
     torchvision_init(config.get("init", ""))

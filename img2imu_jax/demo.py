@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from img2imu_jax import finetune, reports
-from img2imu_jax.augment_grid import augment_grid
+from img2imu_jax.augment_grid import plot_augment_grid
 from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
-from img2imu_jax.config import load_config, validate_finetune
+from img2imu_jax.config import RECIPES, load_config, validate_finetune
 from img2imu_jax.images.sources import bundled_photo_paths
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import Windows, make_windows
 from img2imu_jax.render import read_png, render_csv, write_png
 from img2imu_jax.spectrogram import spectrogram_image
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = RECIPES
 PRETRAIN_CONFIG, FINETUNE_CONFIG = "demo.py", "demo_finetune.py"
 ENCODERS = {  # report name → (workdir name, augmentation spec)
     "IMG2IMU (sensor-aware augs)": ("img2imu", "translate_x|permute_x|hue|jitter"),
@@ -55,7 +55,7 @@ def run(workdir: str | os.PathLike, *, quick: bool = False,
     for name in (PRETRAIN_CONFIG, FINETUNE_CONFIG):
         if not (configs / name).is_file():
             raise ValueError(f"{configs / name} not found: the demo reads its recipes from the "
-                             "repository's configs/ (pass --configs DIR elsewhere)")
+                             "package's img2imu_jax/configs/ (or pass --configs DIR)")
     _check_mode(workdir, quick)
     started = time.perf_counter()
 
@@ -144,9 +144,19 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
                            title=f"{first}, {mode}, {shots}-shot (test, all folds)")
     figures["confusion"] = "confusion.png"
     setting = _most_chosen(record["results"][mode][first][shots]["settings"])
-    windows = make_windows(load_dataset(config.data.dataset), seconds=config.data.seconds,
+    dataset = load_dataset(config.data.dataset)
+    source_rate = min(r.sample_rate for r in dataset.recordings)
+    windows = make_windows(dataset, seconds=config.data.seconds,
                            sample_rate=config.data.sample_rate)
-    figures["gallery"] = _gallery(windows, setting, out / "spectrograms.png")
+    figures["gallery"] = _gallery(windows, setting, out / "spectrograms.png", source_rate)
+    figures["axes"] = "spectrogram_axes.png"
+    example = int(np.argmax(windows.labels))
+    reports.plot_spectrogram_axes(
+        windows.samples[example], np.asarray(spectrogram_image(
+            windows.samples[example], sample_rate=windows.sample_rate, nfft=setting[0],
+            noverlap=setting[1])), out / figures["axes"], sample_rate=windows.sample_rate,
+        nfft=setting[0], noverlap=setting[1], source_rate=source_rate,
+        title=f"a {windows.classes[windows.labels[example]]} window")
     figures["augment"] = _augment_grids(windows, setting, out)
     reference = reference_check(out)
 
@@ -158,7 +168,7 @@ def _report(workdir: Path, pretrained: dict, config, record: dict) -> dict:
         "reference_spectrogram": reference}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(pretrained, pretraining, config, record, figures,
-                                             setting, reference))
+                                             setting, reference, source_rate))
     return metrics
 
 
@@ -213,8 +223,11 @@ def _most_chosen(settings: list) -> tuple[int, int]:
     return tuple(int(v) for v in values[counts.argmax()])
 
 
-def _gallery(windows: Windows, setting: tuple[int, int], path: Path, per_class: int = 3) -> str:
-    """A few windows per class as the encoder sees them (before normalisation)."""
+def _gallery(windows: Windows, setting: tuple[int, int], path: Path, source_rate: float,
+             per_class: int = 3) -> str:
+    """A few windows per class as the encoder sees them (before normalisation), on time (s)
+    and frequency (Hz) axes; a dashed line where resampling up from `source_rate` leaves only
+    the filter's floor above."""
     picks = [np.flatnonzero(windows.labels == c)[:per_class] for c in range(len(windows.classes))]
     images = np.asarray(spectrogram_image(windows.samples[np.concatenate(picks)],
                                           sample_rate=windows.sample_rate, nfft=setting[0],
@@ -222,14 +235,24 @@ def _gallery(windows: Windows, setting: tuple[int, int], path: Path, per_class: 
     plt = reports.pyplot()
     figure, axes = plt.subplots(len(picks), per_class, figsize=(2.2 * per_class,
                                                                 1.8 * len(picks)), squeeze=False)
+    seconds = max(windows.samples.shape[1], setting[0]) / windows.sample_rate
     for index, ax in enumerate(axes.flat):
-        ax.imshow(images[index])
-        ax.set(xticks=[], yticks=[])
+        ax.imshow(images[index], extent=(0, seconds, 0, windows.sample_rate / 2), aspect="auto")
+        if source_rate < windows.sample_rate:
+            ax.axhline(source_rate / 2, color="white", linestyle="--", linewidth=0.8)
+        ax.tick_params(labelsize=7)
         if index % per_class == 0:
-            ax.set_ylabel(windows.classes[index // per_class])
-    seconds = windows.samples.shape[1] / windows.sample_rate
+            ax.set_ylabel(f"{windows.classes[index // per_class]}\nHz", fontsize=8)
+        else:
+            ax.set_yticklabels([])
+        if index // per_class == len(picks) - 1:
+            ax.set_xlabel("s", fontsize=8)
+        else:
+            ax.set_xticklabels([])
+    note = (f"; above the dashed line ({source_rate / 2:g} Hz) resampling floor only"
+            if source_rate < windows.sample_rate else "")
     figure.suptitle(f"{seconds:g} s windows at {windows.sample_rate:g} Hz, "
-                    f"nfft {setting[0]}, noverlap {setting[1]}", fontsize=9)
+                    f"nfft {setting[0]}, noverlap {setting[1]}{note}", fontsize=9)
     reports.save_figure(plt, figure, path)
     return path.name
 
@@ -241,10 +264,11 @@ def _augment_grids(windows: Windows, setting: tuple[int, int], out: Path) -> dic
                                     sample_rate=windows.sample_rate, nfft=setting[0],
                                     noverlap=setting[1])
     inputs = np.stack([read_png(photo, size=spectrogram.shape[:2]), np.asarray(spectrogram)])
+    labels = ["photo", f"{windows.classes[windows.labels[np.argmax(windows.labels)]]} window"]
     files = {}
     for title, (folder, spec) in ENCODERS.items():
         files[title] = f"augment_{folder}.png"
-        write_png(augment_grid(inputs, spec), out / files[title])
+        plot_augment_grid(inputs, labels, spec, out / files[title])
     return files
 
 
@@ -267,7 +291,7 @@ def reference_check(out: Path) -> dict | None:
     authors = csv_path.with_name("jogging_combined.png")
     if not authors.is_file():
         return None
-    ours = render_csv(csv_path, out / "reference_ours.png", **REFERENCE_SETTINGS)
+    ours, _ = render_csv(csv_path, out / "reference_ours.png", **REFERENCE_SETTINGS)
     theirs = read_png(authors, size=ours.shape[:2])
     gap = np.ones((ours.shape[0], 4, 3), np.float32)
     write_png(np.concatenate([ours, gap, theirs], axis=1), out / "reference_vs_authors.png")
@@ -276,7 +300,8 @@ def reference_check(out: Path) -> dict | None:
     return {"window": str(csv_path), "pearson_rgb": pearson, "image": "reference_vs_authors.png"}
 
 
-def _markdown(pretrained, pretraining, config, record, figures, setting, reference) -> str:
+def _markdown(pretrained, pretraining, config, record, figures, setting, reference,
+              source_rate) -> str:
     linear = record["results"]["linear"]
     top = max(linear[RANDOM], key=int)
     scores = {title: 100 * by_n[top]["mean"] for title, by_n in linear.items()}
@@ -307,7 +332,7 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"{_photo_count()} photos, {pre['steps'] * pre['batch_size']} augmented pairs in all, "
         "where the paper pre-trains on "
         "ImageNet's 1.28 M images for 40 epochs at batch 256 (~200,000 steps) with a full-width "
-        "ResNet-18 (configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
+        "ResNet-18 (img2imu_jax/configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
         "beat random initialisation, and differences of a few points are within the fold-to-"
         "fold spread shown (± std). The paper's gain (Table II: 0.675 vs 0.407 macro-F1 for "
         "random init at 10 shots, averaged over four datasets) needs the full pre-training.", "",
@@ -327,7 +352,16 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"BasicMotions windows per class as spectrogram images (x, y, z → R, G, B; nfft "
         f"{setting[0]}, noverlap {setting[1]}, the setting chosen most often):", "",
         f"![spectrogram gallery]({figures['gallery']})", "",
+        "One window in numbers: the network input beside each axis's log-power in Hz and "
+        "seconds:", "", f"![spectrogram axes]({figures['axes']})", "",
     ]
+    if source_rate < config.data.sample_rate:
+        empty = 1 - source_rate / config.data.sample_rate
+        lines += [
+            f"Note: {record['dataset']} is recorded at {source_rate:g} Hz and was resampled to "
+            f"{config.data.sample_rate:g} Hz, so everything above {source_rate / 2:g} Hz (the "
+            f"top {100 * empty:.0f} % of every image, above the dashed line) is the resampling "
+            "filter's floor, not motion.", ""]
     for title, name in figures["augment"].items():
         lines += [f"What the {title} pre-training sees: a photo and a spectrogram (left) and six "
                   "random views of each:", "", f"![{title} augmentations]({name})", ""]
@@ -360,7 +394,7 @@ def _head_rate_text(config) -> str:
                 + ", jointly with the spectrogram setting (the paper fixes 1e-5).")
     return (f"The linear heads peak at a learning rate of {config.linear_lr:g} (the paper's is "
             "1e-5, which leaves heads on these narrow encoders untrained; "
-            "configs/demo_finetune.py says more).")
+            "img2imu_jax/configs/demo_finetune.py says more).")
 
 
 def _photo_count() -> int:

@@ -27,15 +27,17 @@ class Prediction:
 
 
 def predict_csv(checkpoint: str | os.PathLike, csv_path: str | os.PathLike, *,
-                sample_rate: float | None = None) -> tuple[list[Prediction], dict]:
-    """Predictions for every window of `csv_path` (x, y, z columns) recorded at `sample_rate`
-    Hz (default: the rate of the dataset the classifier was trained on); also the metadata."""
+                sample_rate: float | None = None,
+                columns: str | None = None) -> tuple[list[Prediction], dict]:
+    """Predictions for every window of `csv_path` (x, y, z columns and optionally timestamps;
+    see `imu.xyz_csv`) recorded at `sample_rate` Hz (default: its timestamps' rate, else the
+    rate of the dataset the classifier was trained on); also the metadata."""
+    if sample_rate is not None and not sample_rate > 0:
+        raise ValueError(f"sample rate must be > 0 Hz; got {sample_rate}")
     classifier, frontend, meta = load_classifier(checkpoint)
-    rate = sample_rate or meta["source_sample_rate"]
-    if not rate > 0:
-        raise ValueError(f"sample rate must be > 0 Hz; got {rate}")
-    samples = read_xyz_csv(csv_path, min_samples=2)
-    windows, starts = cut_stream(samples, rate, seconds=meta["seconds"],
+    recording = read_xyz_csv(csv_path, columns=columns, sample_rate=sample_rate, min_samples=2)
+    rate = recording.sample_rate or meta["source_sample_rate"]
+    windows, starts = cut_stream(recording.samples, rate, seconds=meta["seconds"],
                                  sample_rate=meta["sample_rate"], overlap=meta["overlap"])
     probabilities = class_probabilities(classifier, frontend, windows)
     chosen = probabilities.argmax(axis=-1)

@@ -8,29 +8,39 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from img2imu_jax.imu.xyz_csv import read_xyz_csv
-from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, spectrogram_image
+from img2imu_jax.imu.xyz_csv import XYZRecording, read_xyz_csv
+from img2imu_jax.spectrogram import DEFAULT_IMAGE_SIZE, check_settings, spectrogram_image
 
 
 def render_csv(
     csv_path: str | os.PathLike,
     png_path: str | os.PathLike,
     *,
-    sample_rate: float,
+    sample_rate: float | None,
     nfft: int,
     noverlap: int,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-) -> np.ndarray:
-    """Renders the window in `csv_path` to an RGB PNG; returns the float image `[H, W, 3]`."""
-    window = read_xyz_csv(csv_path)
+    columns: str | None = None,
+) -> tuple[np.ndarray, XYZRecording]:
+    """Renders the window in `csv_path` to an RGB PNG; returns the float image `[H, W, 3]` and
+    the recording it came from.
+
+    `sample_rate` None: the rate of the CSV's timestamp column (an error without one).
+    """
+    if sample_rate is not None:
+        check_settings(sample_rate, nfft, noverlap)  # before reading anything
+    recording = read_xyz_csv(csv_path, columns=columns, sample_rate=sample_rate)
+    if recording.sample_rate is None:
+        raise ValueError(f"{os.fspath(csv_path)} has no timestamp column; give its sample rate "
+                         "(--sample-rate HZ)")
     image = np.asarray(
         spectrogram_image(
-            jnp.asarray(window), sample_rate=sample_rate, nfft=nfft, noverlap=noverlap,
-            image_size=image_size,
+            jnp.asarray(recording.samples), sample_rate=recording.sample_rate, nfft=nfft,
+            noverlap=noverlap, image_size=image_size,
         )
     )
     write_png(image, png_path)
-    return image
+    return image, recording
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:

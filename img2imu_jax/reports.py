@@ -107,9 +107,16 @@ def write_table_ii(results: Sequence[str | os.PathLike], out_dir: str | os.PathL
 
 
 def plot_f1_vs_shots(record: dict, path: str | os.PathLike) -> None:
-    """Mean macro-F1 ± std against shots per class, a line per encoder and mode."""
+    """Mean macro-F1 ± std against shots per class, a line per encoder and mode, and chance.
+
+    Chance is 1/K for K classes: the expected macro-F1 of guessing uniformly at random when the
+    test classes are balanced (per class, precision = its share = 1/K and recall = 1/K).
+    """
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.8))
+    chance = 100 / len(record["classes"])
+    axes.axhline(chance, color="grey", linestyle=":", linewidth=1,
+                 label=f"chance ({len(record['classes'])} classes, {chance:.0f} %)")
     for mode, by_encoder in record["results"].items():
         for name, by_n in by_encoder.items():
             shots = [int(n) for n in by_n]
@@ -124,7 +131,48 @@ def plot_f1_vs_shots(record: dict, path: str | os.PathLike) -> None:
              title=record["dataset"])
     axes.set_xticks(ticks, [str(n) for n in ticks])
     axes.minorticks_off()
+    axes.set_ylim(0, 100)
     axes.legend(fontsize=7)
+    save_figure(plt, figure, path)
+
+
+def plot_spectrogram_axes(window: np.ndarray, image: np.ndarray, path: str | os.PathLike, *,
+                          sample_rate: float, nfft: int, noverlap: int,
+                          source_rate: float | None = None, title: str = "") -> None:
+    """The network-input image beside one labelled panel per axis: log-power (dB) over time
+    (s) and frequency (Hz), from the same STFT the image is made of.
+
+    `source_rate`: the rate the data were recorded at, when they were resampled up to
+    `sample_rate`; the bands above its Nyquist frequency hold only the resampling filter's floor
+    and are marked.
+    """
+    from img2imu_jax.spectrogram import log_power_spectrogram
+
+    db = np.asarray(log_power_spectrogram(np.asarray(window, np.float32), sample_rate=sample_rate,
+                                          nfft=nfft, noverlap=noverlap))
+    seconds = max(len(window), nfft) / sample_rate
+    extent = (0, seconds, 0, sample_rate / 2)
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+    axes[0].imshow(image, extent=extent, aspect="auto")
+    axes[0].set(title="network input (x, y, z -> R, G, B)", xlabel="time (s)",
+                ylabel="frequency (Hz)")
+    for axis, (ax, name) in enumerate(zip(axes[1:], "xyz")):
+        finite = db[..., axis][np.isfinite(db[..., axis])]
+        # the image's own range: min-max after the clamp 120 dB below the peak
+        low = max(finite.min(), finite.max() - 120) if finite.size else None
+        shown = ax.imshow(db[::-1, :, axis], extent=extent, aspect="auto", cmap="magma",
+                          vmin=low)
+        ax.set(title=f"axis {name}", xlabel="time (s)")
+        figure.colorbar(shown, ax=ax, label="dB")
+    for ax in axes:
+        if source_rate and source_rate < sample_rate:
+            ax.axhline(source_rate / 2, color="white", linestyle="--", linewidth=1)
+    title = title or f"{seconds:g} s at {sample_rate:g} Hz, nfft {nfft}, noverlap {noverlap}"
+    if source_rate and source_rate < sample_rate:
+        title += (f"; above the dashed line ({source_rate / 2:g} Hz, the Nyquist frequency of "
+                  f"the {source_rate:g} Hz recording): resampling floor only")
+    figure.suptitle(title, fontsize=9)
     save_figure(plt, figure, path)
 
 

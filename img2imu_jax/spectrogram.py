@@ -61,6 +61,11 @@ def spectrogram_image(
     Each axis is min–max scaled on its own, so a channel's brightness is relative to its axis.
     A flat axis (zero variance over the window) carries no motion and renders as an all-zero
     channel; so does any axis whose log-power is the same everywhere.
+
+    Samples must be finite. The data are not checked here (this runs jitted, on device): one NaN
+    or infinity makes that axis's whole channel NaN. Host-side entry points (CSV readers,
+    datasets, `img2imu`) reject non-finite input first with `imu.validation.validate_windows`;
+    call it yourself for other sources.
     """
     if windows.ndim < 2 or windows.shape[-1] != 3:
         raise ValueError(
@@ -131,7 +136,8 @@ def _frame_axis_freq_db(
     windows: jax.Array, sample_rate: float, nfft: int, noverlap: int
 ) -> jax.Array:
     """Log-PSD in dB laid out `[batch, frame, axis, frequency]`, as the convolution yields it."""
-    _check_settings(windows.shape, nfft, noverlap)
+    check_settings(sample_rate, nfft, noverlap)
+    _check_shape(windows.shape)
     n_axes = windows.shape[-1]
     signals = jnp.asarray(windows, jnp.float32).reshape(-1, *windows.shape[-2:])
     if signals.shape[1] < nfft:
@@ -151,15 +157,22 @@ def _frame_axis_freq_db(
     return 10.0 * jnp.log10(power * _density_scale(nfft, sample_rate))
 
 
-def _check_settings(shape: tuple[int, ...], nfft: int, noverlap: int) -> None:
-    if len(shape) < 2:
-        raise ValueError(f"windows must be [..., time, axes]; got shape {shape}")
-    if shape[-2] < 1:
-        raise ValueError(f"windows have no samples (shape {shape})")
+def check_settings(sample_rate: float, nfft: int, noverlap: int) -> None:
+    """A ValueError unless the STFT settings are usable: rate > 0 Hz, nfft ≥ 2, 0 ≤ noverlap <
+    nfft (a rate ≤ 0 would otherwise give a NaN density scale and a black image)."""
+    if not sample_rate > 0:
+        raise ValueError(f"sample rate must be > 0 Hz; got {sample_rate}")
     if nfft < 2:
         raise ValueError(f"nfft must be at least 2; got {nfft}")
     if not 0 <= noverlap < nfft:
         raise ValueError(f"noverlap must be in [0, nfft); got noverlap={noverlap}, nfft={nfft}")
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) < 2:
+        raise ValueError(f"windows must be [..., time, axes]; got shape {shape}")
+    if shape[-2] < 1:
+        raise ValueError(f"windows have no samples (shape {shape})")
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,7 +19,7 @@ Options (environment variable in brackets):
   -n, --num-processes N    processes (NUM_PROCESSES, default 2)
   -k, --devices K          CPU devices per process (DEVICES_PER_PROCESS, default 2)
   --port PORT              coordinator port on localhost (PORT, default 12355)
-  --config FILE            recipe (CONFIG, default configs/demo.py)
+  --config FILE            recipe name or file (CONFIG, default demo)
   --workdir DIR            checkpoints and metrics (WORKDIR, default runs/local_multiprocess)
   --log-dir DIR            per-process logs (LOG_DIR, default WORKDIR/logs)
   --dry-run                print the commands instead of running them (DRY_RUN=1)
@@ -36,7 +36,7 @@ show() { printf '+'; for a in "$@"; do printf ' %s' "$(q "$a")"; done; echo; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 NUM_PROCESSES=${NUM_PROCESSES:-2} DEVICES_PER_PROCESS=${DEVICES_PER_PROCESS:-2}
-PORT=${PORT:-12355} CONFIG=${CONFIG:-$repo/configs/demo.py}
+PORT=${PORT:-12355} CONFIG=${CONFIG:-demo}
 WORKDIR=${WORKDIR:-runs/local_multiprocess} LOG_DIR=${LOG_DIR:-} DRY_RUN=${DRY_RUN:-0}
 if [[ -z ${IMG2IMU:-} ]]; then
   IMG2IMU=img2imu

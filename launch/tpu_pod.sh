@@ -21,7 +21,7 @@ Options (environment variable in brackets):
   --branch NAME     branch to check out (BRANCH, default: main)
   --dir DIR         checkout on each worker, relative to home (REMOTE_DIR, default: img2imu-jax)
   --python PYTHON   interpreter for the venv, >= 3.11 (PYTHON, default: python3)
-  --config FILE     recipe, relative to the checkout (CONFIG, default: configs/img2imu_paper.py)
+  --config FILE     recipe: a bundled name or a file in the checkout (CONFIG, default: img2imu_paper)
   --workdir DIR     checkpoints and metrics (WORKDIR, required for train): a gs:// path or a
                     file system every worker mounts; a local path gives each worker its own
   --detach          train in the background (nohup, log in ~/img2imu-pretrain.log on each
@@ -43,7 +43,7 @@ run() {
 TPU_NAME=${TPU_NAME:-} ZONE=${ZONE:-} PROJECT=${PROJECT:-} BRANCH=${BRANCH:-main}
 REPO_URL=${REPO_URL:-$(git -C "$(dirname "$0")" remote get-url origin 2>/dev/null || true)}
 REMOTE_DIR=${REMOTE_DIR:-img2imu-jax} PYTHON=${PYTHON:-python3}
-CONFIG=${CONFIG:-configs/img2imu_paper.py} WORKDIR=${WORKDIR:-}
+CONFIG=${CONFIG:-img2imu_paper} WORKDIR=${WORKDIR:-}
 DETACH=${DETACH:-0} DRY_RUN=${DRY_RUN:-0}
 steps=() extra=()
 while (($#)); do

@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,19 @@ import pytest
 from img2imu_jax import cli, demo
 
 REPORT_FILES = {"report.md", "metrics.json", "pretrain_loss.png", "f1_vs_shots.png",
-                "confusion.png", "spectrograms.png", "augment_img2imu.png", "augment_mocov2.png",
-                "probe_f1.png"}
+                "confusion.png", "spectrograms.png", "spectrogram_axes.png", "augment_img2imu.png",
+                "augment_mocov2.png", "probe_f1.png"}
 
 
 @pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
+def quick_demo(installed_wheel, tmp_path_factory):
+    """The quick demo as a user runs it: the installed wheel's `img2imu`, outside the checkout
+    (the reruns below go through this checkout's code in-process)."""
     workdir = tmp_path_factory.mktemp("demo")
-    assert cli.main(["demo", "--workdir", str(workdir), "--quick"]) == 0
+    result = subprocess.run([str(installed_wheel["img2imu"]), "demo", "--workdir", str(workdir),
+                             "--quick"], capture_output=True, text=True,
+                            env=installed_wheel["env"], cwd=installed_wheel["cwd"])
+    assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
 

@@ -189,7 +189,6 @@ def tf_value(event):
 
 def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, capsys):
     import json
-    from pathlib import Path
 
     import jax
 
@@ -208,9 +207,8 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
     restored = load_encoder(config, str(tmp_path / "pre" / "checkpoints"))
     jax.tree.map(np.testing.assert_array_equal, nnx.state(restored), nnx.state(saved))
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
     workdir = tmp_path / "ft"
-    argv = ["finetune", "--config", str(configs / "finetune_basicmotions.py"), "--workdir",
+    argv = ["finetune", "--config", "finetune_basicmotions", "--workdir",
             str(workdir), f"--config.pretrained={tmp_path / 'pre' / 'checkpoints'}", *FAST]
     assert cli.main(argv) == 0
     record = json.loads((workdir / "results.json").read_text())
@@ -243,8 +241,6 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
 
 
 def test_finetune_your_own_csv_then_predict_with_the_saved_model(tmp_path, capsys):
-    from pathlib import Path
-
     from img2imu_jax import cli
     from img2imu_jax.imu.windows import cut_stream
 
@@ -257,9 +253,8 @@ def test_finetune_your_own_csv_then_predict_with_the_saved_model(tmp_path, capsy
             rows += [f"p{subject},{label},{x:.4f},{y:.4f},{z:.4f}" for x, y, z in xyz]
     data = tmp_path / "mine.csv"
     data.write_text("\n".join(rows) + "\n")
-    configs = Path(__file__).resolve().parents[1] / "configs"
     workdir = tmp_path / "ft"
-    argv = ["finetune", "--config", str(configs / "finetune_basicmotions.py"), "--workdir",
+    argv = ["finetune", "--config", "finetune_basicmotions", "--workdir",
             str(workdir), "--config.data.dataset=generic", f"--config.data.data_dir={data}",
             "--config.data.seconds=2.0", "--config.modes=('linear','finetune')",
             "--config.finetune.epochs=1", "--config.finetune.head_epochs=1", *FAST,

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from img2imu_jax.config import load_config, validate_finetune
+from img2imu_jax.config import RECIPES as CONFIGS, load_config, validate_finetune
 from img2imu_jax.imu.protocol import few_shot, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import make_windows
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RECIPES = sorted(CONFIGS.glob("finetune_*.py"))
 SHARED = {"finetune_wisdm2019.py": "wisdm2019_watch_accel_6act",
           "finetune_daphnet.py": "daphnet_fog"}

@@ -55,7 +55,7 @@ def test_tpu_pod_setup_then_train():
         assert "--project" not in line
     assert "git clone -q --branch main https://example.org/img2imu.git img2imu-jax" in setup
     assert 'pip install -q -e ".[tpu]"' in setup
-    assert ("img2imu pretrain --config configs/img2imu_paper.py --workdir gs://bucket/run "
+    assert ("img2imu pretrain --config img2imu_paper --workdir gs://bucket/run "
             "--distributed --config.batch_size=64") in train
 
 
@@ -96,7 +96,7 @@ def test_slurm_dry_run():
                               SLURM_CPUS_PER_TASK="16"))
     assert line.startswith("+ srun --ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task=16 ")
     # One process per node drives all of the node's GPUs, not only the one of its local rank.
-    assert f"{ROOT}/.venv/bin/img2imu pretrain --config configs/img2imu_paper.py" in line
+    assert f"{ROOT}/.venv/bin/img2imu pretrain --config img2imu_paper" in line
     assert line.endswith("--workdir /shared/run --distributed --local-device-ids 0,1,2,3 "
                          "--config.batch_size=64")
 
@@ -122,7 +122,7 @@ def test_local_multiprocess_dry_run():
     assert lines[0] == "+ mkdir -p /tmp/w/logs" and len(lines) == 3
     for i, line in enumerate(lines[1:]):
         assert "env JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=2 " in line
-        assert f"pretrain --config {ROOT}/configs/demo.py --workdir /tmp/w" in line
+        assert f"pretrain --config demo --workdir /tmp/w" in line
         assert line.endswith("--coordinator localhost:23456 --num-processes 2 "
                              f"--process-id {i} --config.batch_size=64")
 

@@ -17,7 +17,7 @@ from img2imu_jax.config import load_config
 from img2imu_jax.methods import METHODS, build, get_method
 from img2imu_jax.parallel import data_mesh
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from img2imu_jax.config import RECIPES as CONFIGS  # noqa: E402
 TINY = ["model.width=8", "data.image_size=(16,16)", "batch_size=32", "moco.queue_size=64"]
 GROUP = 4
 

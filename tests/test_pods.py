@@ -17,7 +17,7 @@ from img2imu_jax import cli, run_info, writers
 from img2imu_jax.config import finetune_base_config, load_config
 from tests.gcs_emulator import gcs  # noqa: F401  (the fixture)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from img2imu_jax.config import RECIPES as CONFIGS  # noqa: E402
 TINY = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
         "data.shuffle_buffer=32", "total_steps=1", "checkpoint_every=1", "log_every=1",
         "compilation_cache_dir=''", "method=simclr", "model.head=simclr"]

@@ -21,12 +21,11 @@ from flax import nnx
 from img2imu_jax import cli
 from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
-from img2imu_jax.config import load_config
+from img2imu_jax.config import RECIPES as CONFIGS, load_config
 from img2imu_jax.methods import build
 from img2imu_jax.parallel import data_mesh
 from img2imu_jax.pretrain import per_device_step, setup, shard_step
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
          "data.shuffle_buffer=32"]
 

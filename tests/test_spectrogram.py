@@ -49,7 +49,7 @@ def test_log_psd_equals_scipy_spectrogram(sample_rate, nfft, noverlap, length):
 
 
 def test_log_psd_equals_scipy_on_the_authors_window(reference_dir):
-    x = read_xyz_csv(reference_dir / "jogging.csv")
+    x = read_xyz_csv(reference_dir / "jogging.csv").samples
     ours = log_power_spectrogram(x, sample_rate=20.0, nfft=128, noverlap=116)
     assert ours.shape == (65, 40, 3)  # the 65 × 40 cell grid of the authors' image
     np.testing.assert_allclose(ours, scipy_log_psd(x, 20.0, 128, 116), atol=2e-3)
@@ -90,7 +90,7 @@ def test_image_is_the_normalised_log_psd_resized_like_jax_image(nfft, noverlap, 
 
 
 def test_matches_the_authors_rendering_of_their_window(reference_dir):
-    window = read_xyz_csv(reference_dir / "jogging.csv")
+    window = read_xyz_csv(reference_dir / "jogging.csv").samples
     ours = np.asarray(spectrogram_image(window, sample_rate=20.0, nfft=128, noverlap=116))
     theirs = read_png(reference_dir / "jogging_combined.png", size=(96, 128))
     for channel in range(3):

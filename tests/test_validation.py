@@ -59,8 +59,8 @@ def write(tmp_path, text, name="walk.csv"):
 
 def test_csv_with_and_without_header(tmp_path):
     rows = "0.1,0.2,9.8\n0.3,-0.1,9.7\n\n0.2,0.0,9.9\n"
-    plain = read_xyz_csv(write(tmp_path, rows))
-    with_header = read_xyz_csv(write(tmp_path, "x, y, z\n" + rows, "header.csv"))
+    plain = read_xyz_csv(write(tmp_path, rows)).samples
+    with_header = read_xyz_csv(write(tmp_path, "x, y, z\n" + rows, "header.csv")).samples
     np.testing.assert_allclose(plain, [[0.1, 0.2, 9.8], [0.3, -0.1, 9.7], [0.2, 0.0, 9.9]], rtol=1e-6)
     np.testing.assert_array_equal(plain, with_header)
 

@@ -8,6 +8,7 @@ of images goes through the same builder, so users can point pre-training at thei
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Sequence
@@ -51,6 +52,30 @@ def bundled_photo_paths() -> list[Path]:
     return [path for path in candidates if path.is_file()]
 
 
+def check_source(dataset: str, data_dir: str | os.PathLike | None = None) -> None:
+    """A one-line ValueError, before any data is read, unless `dataset` names something
+    load_builder can open: the bundled photos, an existing folder, a registered TFDS builder
+    or a dataset already written into `data_dir` (e.g. by `img2imu prepare`).
+
+    A name that is neither, yet has a path separator or starts with '.' or '~', is reported as
+    a missing folder; anything else as an unknown TFDS name with the closest known ones.
+    """
+    if dataset == BUNDLED_PHOTOS or user_path(dataset, what="dataset").is_dir():
+        return
+    name = dataset.partition(":")[0].partition("/")[0]
+    data_dir = user_path(data_dir or tfds.core.constants.DATA_DIR, what="data dir")
+    known = tfds.list_builders(with_community_datasets=False)
+    if name and (name in known or (data_dir / name).is_dir()):
+        return
+    if os.sep in dataset or dataset.startswith((".", "~")):
+        raise ValueError(f"image folder {dataset} does not exist")
+    close = difflib.get_close_matches(name, known + [BUNDLED_PHOTOS], n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else (
+        f"give a TFDS name, {BUNDLED_PHOTOS!r} or a folder of images")
+    raise ValueError(f"{dataset!r} is neither a TFDS dataset, {BUNDLED_PHOTOS!r}, a dataset in "
+                     f"{data_dir}, nor a folder; {hint}")
+
+
 def load_builder(
     dataset: str, data_dir: str | os.PathLike | None = None, *, build_if_missing: bool = False
 ) -> tfds.core.DatasetBuilder:
@@ -61,6 +86,7 @@ def load_builder(
     prepared yet is built from `data_dir/downloads/manual` when `build_if_missing` (that is how
     imagenet2012 is made from its archives); otherwise it is an error that says how.
     """
+    check_source(dataset, data_dir)
     data_dir = user_path(data_dir if data_dir is not None else tfds.core.constants.DATA_DIR,
                          what="data dir")
     if dataset == BUNDLED_PHOTOS:
@@ -72,9 +98,8 @@ def load_builder(
     try:
         builder = tfds.builder(dataset, data_dir=os.fspath(data_dir))
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(
-            f"{dataset!r} is neither a TFDS dataset, {BUNDLED_PHOTOS!r}, nor a folder ({error})"
-        ) from None
+        first_line = str(error).strip().splitlines()[0]
+        raise ValueError(f"TFDS cannot open {dataset!r}: {first_line}") from None
     if not builder.is_prepared() and build_if_missing:
         manual_dir = data_dir / "downloads" / "manual"
         log.info("preparing %s from %s (one time)", dataset, manual_dir)

@@ -3,7 +3,7 @@
 The paper does not say its window length; 2 s here (short gait cycles at 100 Hz). With only 5
 goats, each fold tests on one goat and validates on another.
 
-    img2imu finetune --config configs/finetune_goat.py --workdir runs/ft_goat \\
+    img2imu finetune --config finetune_goat --workdir runs/ft_goat \\
         --config.data.data_dir=PATH/goat --config.pretrained=runs/paper/checkpoints
 """
 

@@ -4,7 +4,7 @@ road surface (asphalt, dirt, cobblestone) from vehicle-mounted accelerometers.
 The paper does not say its window length; 5 s here. Three vehicles cannot fill five
 subject-wise folds, so the loader makes each trip a subject and folds never share a trip.
 
-    img2imu finetune --config configs/finetune_pvs.py --workdir runs/ft_pvs \\
+    img2imu finetune --config finetune_pvs --workdir runs/ft_pvs \\
         --config.data.data_dir=PATH/pvs --config.pretrained=runs/paper/checkpoints
 """
 

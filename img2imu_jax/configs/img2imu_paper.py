@@ -8,7 +8,7 @@ warm-up and cosine decay; `--config.optim.base_lr=1e-6` reproduces the published
 key-encoder momentum and the head are unreported: MoCo v2's τ = 0.2, m = 0.999 and 2-layer MLP.
 
     img2imu prepare --dataset imagenet2012 --data-dir DATA --out-dir PREPARED
-    img2imu pretrain --config configs/img2imu_paper.py --workdir runs/paper \\
+    img2imu pretrain --config img2imu_paper --workdir runs/paper \\
         --config.data.dataset=imagenet2012_96x128 --config.data.data_dir=PREPARED
 """
 

@@ -2,7 +2,7 @@
 
 10 s windows as in Kwapisz et al.'s WISDM work; classes are the activity codes present.
 
-    img2imu finetune --config configs/finetune_wisdm2019.py --workdir runs/ft_wisdm2019 \\
+    img2imu finetune --config finetune_wisdm2019 --workdir runs/ft_wisdm2019 \\
         --config.data.data_dir=PATH/wisdm-dataset/raw/watch/accel \\
         --config.pretrained=runs/paper/checkpoints
 """

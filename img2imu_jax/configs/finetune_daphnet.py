@@ -3,7 +3,7 @@
 The paper does not say its window length; 2 s here (freezing episodes last seconds) with the
 `majority` label rule, since `single` would drop most windows that touch an episode's edge.
 
-    img2imu finetune --config configs/finetune_daphnet.py --workdir runs/ft_daphnet \\
+    img2imu finetune --config finetune_daphnet --workdir runs/ft_daphnet \\
         --config.data.data_dir=PATH/dataset_fog_release/dataset \\
         --config.pretrained=runs/paper/checkpoints
 """

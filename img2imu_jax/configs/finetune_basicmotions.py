@@ -1,7 +1,7 @@
 """Linear evaluation on BasicMotions (real smartwatch data that ships with sktime), the paper's
 v2 protocol at small scale: 5 s windows at 50 Hz, 5 case-wise folds, 1–10 shots per class.
 
-    img2imu finetune --config configs/finetune_basicmotions.py --workdir runs/ft \\
+    img2imu finetune --config finetune_basicmotions --workdir runs/ft \\
         --config.pretrained=runs/paper/checkpoints
 """
 
