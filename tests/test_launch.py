@@ -122,7 +122,7 @@ def test_local_multiprocess_dry_run():
     assert lines[0] == "+ mkdir -p /tmp/w/logs" and len(lines) == 3
     for i, line in enumerate(lines[1:]):
         assert "env JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=2 " in line
-        assert f"pretrain --config demo --workdir /tmp/w" in line
+        assert "pretrain --config demo --workdir /tmp/w" in line
         assert line.endswith("--coordinator localhost:23456 --num-processes 2 "
                              f"--process-id {i} --config.batch_size=64")
 

@@ -3,7 +3,6 @@ BatchNorm statistics, on 8 devices as on one; SimSiam's recipe builds its predic
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ from img2imu_jax.config import load_config
 from img2imu_jax.methods import METHODS, build, get_method
 from img2imu_jax.parallel import data_mesh
 
-from img2imu_jax.config import RECIPES as CONFIGS  # noqa: E402
+from img2imu_jax.config import RECIPES as CONFIGS
 TINY = ["model.width=8", "data.image_size=(16,16)", "batch_size=32", "moco.queue_size=64"]
 GROUP = 4
 

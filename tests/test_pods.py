@@ -4,7 +4,6 @@ checked resumes, metrics without append, profiles, and the command-line checks."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -17,7 +16,7 @@ from img2imu_jax import cli, run_info, writers
 from img2imu_jax.config import finetune_base_config, load_config
 from tests.gcs_emulator import gcs  # noqa: F401  (the fixture)
 
-from img2imu_jax.config import RECIPES as CONFIGS  # noqa: E402
+from img2imu_jax.config import RECIPES as CONFIGS
 TINY = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
         "data.shuffle_buffer=32", "total_steps=1", "checkpoint_every=1", "log_every=1",
         "compilation_cache_dir=''", "method=simclr", "model.head=simclr"]
