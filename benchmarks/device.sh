@@ -23,10 +23,10 @@ if [ "$SMOKE" = 1 ]; then
   SPECTRO=(--batch 64 --matplotlib-subset 4 --repeats 1)
   FINETUNE=(--parts extract --width 8 --n 64 --batch 32 --n-single 4 --repeats 1)
   INPUT=(--batch 16 --full-records 64 --prepared-records 128 --measure-images 64 --augment-batch 16)
-  LIMIT=300
+  LIMIT=300 SHORT=300  # a contended 2-core CPU compiles slowly
 else
   TRAIN=() PEER=() SPECTRO=() FINETUNE=(--parts extract) INPUT=()
-  LIMIT=150
+  LIMIT=150 SHORT=60
 fi
 
 part() {  # name, seconds, script and its arguments: a failure is logged, the rest still runs
@@ -42,7 +42,7 @@ part() {  # name, seconds, script and its arguments: a failure is logged, the re
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 part train_step "$LIMIT" benchmarks/train_step.py "${TRAIN[@]}"
 part peer_torch "$LIMIT" benchmarks/peer_torch.py --ours "$OUT/train_step.json" "${PEER[@]}"
-part spectrogram 60 benchmarks/spectrogram.py "${SPECTRO[@]}"
-part finetune 60 benchmarks/finetune.py "${FINETUNE[@]}"
-part input_pipeline 60 benchmarks/input_pipeline.py "${INPUT[@]}"
+part spectrogram "$SHORT" benchmarks/spectrogram.py "${SPECTRO[@]}"
+part finetune "$SHORT" benchmarks/finetune.py "${FINETUNE[@]}"
+part input_pipeline "$SHORT" benchmarks/input_pipeline.py "${INPUT[@]}"
 $PY benchmarks/device_summary.py "$OUT" >"$OUT/summary.md" && cat "$OUT/summary.md"

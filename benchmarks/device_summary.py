@@ -43,7 +43,8 @@ def summary(out: pathlib.Path) -> str:
     for name in ("spectrogram", "finetune", "input_pipeline"):
         path = out / f"{name}.json"
         if path.exists():
-            numbers = _numbers(json.loads(path.read_text()))
+            numbers = [(k, v) for k, v in _numbers(json.loads(path.read_text()))
+                       if not k.startswith(("args.", "device."))]
             lines.append(f"- {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers[:12]))
         else:
             lines.append(f"- {name}: no result (see {name}.log)")
