@@ -106,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.log_every = 50
     config.steps_in_flight = 2  # dispatched steps the host may run ahead of the device
+    # GradCache (img2imu_jax/gradcache.py): the encoder runs the per-device batch in this many
+    # chunks, so activation memory is ~1/K at the cost of one more forward pass (moco, simclr).
+    config.grad_chunks = 1
     config.init = ""  # 'torchvision:PATH': the encoder starts from a state_dict on disk
 
     # The downstream probe (img2imu_jax/probe.py): few-shot macro-F1 of the current encoder on
@@ -285,6 +288,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
           f"wandb.mode must be '', 'online' or 'offline'; got {config.wandb.mode!r}")
     check(config.steps_in_flight >= 1 and config.data.prefetch >= 1,
           "steps_in_flight and data.prefetch must be >= 1")
+    check(config.grad_chunks >= 1, f"grad_chunks must be >= 1; got {config.grad_chunks}")
 
     check(config.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1; got "
           f"{config.keep_checkpoints}")

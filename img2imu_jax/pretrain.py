@@ -155,6 +155,12 @@ def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_p
     """The method, optimizer, schedule, initial state and compiled-on-first-call step that
     `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share."""
     method = get_method(config)
+    per_device = config.batch_size // mesh.size
+    if config.grad_chunks > 1 and not method.supports_grad_chunks:
+        raise ValueError(f"method {config.method!r} does not support grad_chunks > 1")
+    if per_device % config.grad_chunks:
+        raise ValueError(f"grad_chunks {config.grad_chunks} must divide the per-device batch "
+                         f"{per_device} (batch_size {config.batch_size} over {mesh.size} devices)")
     schedule = optim.learning_rate_schedule(
         config.optim.base_lr, batch_size=config.batch_size, scaling=config.optim.lr_scaling,
         warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
@@ -217,13 +223,8 @@ def per_device_step(
         extra = {name: value for name, value in train_state.items()
                  if name not in ("step", "key")}
 
-        def loss_fn(trainable):
-            loss, metrics, aux, stats = method.loss(trainable, batch_stats, view_a, view_b,
-                                                    extra, jax.random.fold_in(key, 2))
-            return loss, (metrics, aux, stats)
-
-        (loss, (method_metrics, aux, new_stats)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True)(params)
+        (loss, method_metrics, aux, new_stats), grads = method.value_and_grad(
+            params, batch_stats, view_a, view_b, extra, jax.random.fold_in(key, 2))
         # pmap semantics (shard_step turns off check_vma): each device differentiates its own
         # loss, autodiff through the all_gathers adds the other devices' terms, and the mean
         # over devices is the gradient of the global loss.

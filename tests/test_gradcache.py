@@ -94,3 +94,59 @@ def test_a_batch_that_does_not_split_is_a_clear_error():
     with pytest.raises(ValueError, match="does not split into 3"):
         gradcache.value_and_grad(embed, lambda z: (jnp.sum(z), None), params, stats,
                                  _inputs(0), 3)
+
+
+@pytest.mark.parametrize("name", ["simclr", "moco"])
+def test_grad_chunks_through_the_method_equal_autodiff_when_chunks_repeat_the_batch(name):
+    """Two chunks holding the same images have exactly the whole batch's BatchNorm moments, so
+    `config.grad_chunks=2` must give the loss, gradient and statistics of plain autodiff."""
+    import optax
+    from jax.sharding import PartitionSpec
+
+    from img2imu_jax.config import RECIPES, load_config
+    from img2imu_jax.methods import get_method
+    from img2imu_jax.pretrain import initial_state
+
+    overrides = ["model.width=8", "data.image_size=(16,16)", "batch_size=8",
+                 "moco.queue_size=64", "moco.bn_group_size=4", f"method={name}"]
+    plain = get_method(load_config(RECIPES / "demo.py", overrides))
+    chunked = get_method(load_config(RECIPES / "demo.py", overrides + ["grad_chunks=2"]))
+    state = jax.jit(lambda: initial_state(plain.config, plain, optax.sgd(0.1)))()
+    params, stats = nnx.split_state(state["model"], nnx.Param, nnx.BatchStat)
+    extra = {k: v for k, v in state["train"].items() if k not in ("step", "key")}
+    rng = np.random.default_rng(0)
+    half_a, half_b = rng.normal(size=(2, 4, 16, 16, 3)).astype(np.float32)
+    views = np.concatenate([half_a, half_a]), np.concatenate([half_b, half_b])
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+    def run(method):
+        def per_device(a, b, params, stats, extra):
+            (loss, _, _, new_stats), grads = method.value_and_grad(params, stats, a, b, extra,
+                                                                   jax.random.key(1))
+            return loss, grads, new_stats
+        return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(PartitionSpec(),) * 5,
+                                     out_specs=PartitionSpec(), check_vma=False))(
+            *views, params, stats, extra)
+
+    (loss, grads, new_stats), (expected_loss, expected, expected_stats) = run(chunked), run(plain)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    # Convolutions and BatchNorm over 8 images leave float32 rounding of ~1e-4 of a leaf's
+    # largest entry (measured); a wrong chunk gradient is off by its whole size.
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(
+        x, y, rtol=1e-3, atol=1e-3 * float(np.abs(y).max())), grads, expected)
+    _close(new_stats, expected_stats)
+    assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads)) > 0
+
+
+def test_grad_chunks_that_do_not_divide_the_batch_or_a_method_without_them_are_errors():
+    from img2imu_jax.config import RECIPES, load_config
+    from img2imu_jax.pretrain import setup
+
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    for overrides, message in [(["batch_size=8", "grad_chunks=3"], "must divide"),
+                               (["method=simsiam", "grad_chunks=2"], "does not support")]:
+        config = load_config(RECIPES / "demo.py", overrides)
+        with pytest.raises(ValueError, match=message):
+            setup(config, mesh, steps_per_epoch=1, total_steps=1)

@@ -43,11 +43,14 @@ class Method:
       only. `metrics` are per-device values the step averages over `'data'`; `aux` goes to
       `after_update`. Collectives name `'data'`.
     - `after_update(extra, params, aux)`: the new extra state, given the updated parameters.
+    - `chunked_value_and_grad(...)`: the same loss and gradient by GradCache, for
+      `config.grad_chunks > 1` (MoCo and SimCLR have one).
 
     `progress` lists the metrics of the progress line as `(name, label)`.
     """
 
     progress: tuple[tuple[str, str], ...] = ()
+    supports_grad_chunks = False
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -66,6 +69,31 @@ class Method:
 
     def after_update(self, extra: dict, params: nnx.State, aux: object) -> dict:
         return extra
+
+    def value_and_grad(self, params: nnx.State, batch_stats: nnx.State, view_a: jax.Array,
+                       view_b: jax.Array, extra: dict, key: jax.Array
+                       ) -> tuple[tuple[jax.Array, Metrics, object, nnx.State], nnx.State]:
+        """`(loss, metrics, aux, new_batch_stats)` and the per-device gradient w.r.t. `params`:
+        autodiff of `loss`, or GradCache in `config.grad_chunks` chunks for methods that say
+        how (`chunked_value_and_grad`)."""
+        if self.config.grad_chunks > 1:
+            return self.chunked_value_and_grad(params, batch_stats, view_a, view_b, extra, key,
+                                               self.config.grad_chunks)
+
+        def loss_fn(trainable):
+            loss, metrics, aux, stats = self.loss(trainable, batch_stats, view_a, view_b,
+                                                  extra, key)
+            return loss, (metrics, aux, stats)
+
+        (loss, (metrics, aux, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return (loss, metrics, aux, stats), grads
+
+    def chunked_value_and_grad(self, params, batch_stats, view_a, view_b, extra, key,
+                               chunks: int):
+        """GradCache (`img2imu_jax.gradcache`): the encoder runs in `chunks` parts, each
+        normalised with its own BatchNorm statistics (over that chunk of every device).
+        Methods that have it set `supports_grad_chunks`."""
+        raise NotImplementedError
 
 
 def build(

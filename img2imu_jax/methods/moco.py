@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from img2imu_jax import losses
+from img2imu_jax import gradcache, losses
 from img2imu_jax.shuffle_bn import apply_global, apply_in_groups, apply_shuffled
 from img2imu_jax.methods import Method
 from img2imu_jax.parallel import DATA_AXIS
@@ -52,6 +52,7 @@ def _project(net: nnx.Module, images: jax.Array) -> jax.Array:
 
 class MoCo(Method):
     progress = (("contrastive_top1", "top-1"),)
+    supports_grad_chunks = True
 
     def __init__(self, config):
         super().__init__(config)
@@ -70,12 +71,27 @@ class MoCo(Method):
         return min(self.config.moco.bn_group_size, per_device_batch)
 
     def loss(self, params, batch_stats, view_a, view_b, extra, key):
+        keys, new_key_stats = self._keys(view_b, extra, key)
+        queries, stats = self._queries(params, batch_stats, view_a)
+        loss, top1 = losses.info_nce(queries, keys, extra["queue"], self.config.temperature)
+        return loss, {"contrastive_top1": top1}, (keys, new_key_stats), stats
+
+    def chunked_value_and_grad(self, params, batch_stats, view_a, view_b, extra, key, chunks):
+        # The keys carry no gradient: only the query encoder runs in chunks.
+        keys, new_key_stats = self._keys(view_b, extra, key)
+        (loss, top1, stats), grads = gradcache.value_and_grad(
+            self._queries, lambda q: losses.info_nce(q, keys, extra["queue"],
+                                                     self.config.temperature),
+            params, batch_stats, view_a, chunks)
+        return (loss, {"contrastive_top1": top1}, (keys, new_key_stats), stats), grads
+
+    def _keys(self, view_b, extra, key):
+        """Keys from the momentum encoder, with Shuffle BN unless switched off; no gradient."""
         moco = self.config.moco
-        groups = self.group_size(view_a.shape[0])
-        if moco.shuffle_bn and jax.lax.axis_size(DATA_AXIS) == 1 and groups == view_a.shape[0]:
+        groups = self.group_size(view_b.shape[0])
+        if moco.shuffle_bn and jax.lax.axis_size(DATA_AXIS) == 1 and groups == view_b.shape[0]:
             log.warning("Shuffle BN has a single group of %d, the whole batch, so it changes no "
                         "statistic; set moco.bn_group_size below the per-device batch", groups)
-        # Keys from the momentum encoder: nothing here depends on `params`, so no gradient.
         key_params, key_stats = nnx.split_state(extra["key_model"], nnx.Param, nnx.BatchStat)
         if moco.shuffle_bn:
             keys, new_key_stats = apply_shuffled(self.grouped_graphdef, key_params, key_stats,
@@ -83,14 +99,13 @@ class MoCo(Method):
         else:
             keys, new_key_stats = apply_global(self.graphdef, key_params, key_stats, view_b,
                                                _project)
-        keys = jax.lax.stop_gradient(keys)
-        if moco.query_bn == "groups":
-            queries, stats = apply_in_groups(self.grouped_graphdef, params, batch_stats, view_a,
-                                             _project, groups, DATA_AXIS)
-        else:
-            queries, stats = apply_global(self.graphdef, params, batch_stats, view_a, _project)
-        loss, top1 = losses.info_nce(queries, keys, extra["queue"], self.config.temperature)
-        return loss, {"contrastive_top1": top1}, (keys, new_key_stats), stats
+        return jax.lax.stop_gradient(keys), new_key_stats
+
+    def _queries(self, params, batch_stats, view_a):
+        if self.config.moco.query_bn == "groups":
+            return apply_in_groups(self.grouped_graphdef, params, batch_stats, view_a, _project,
+                                   self.group_size(view_a.shape[0]), DATA_AXIS)
+        return apply_global(self.graphdef, params, batch_stats, view_a, _project)
 
     def after_update(self, extra, params, aux):
         keys, key_stats = aux
