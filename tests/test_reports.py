@@ -11,7 +11,7 @@ from img2imu_jax.reports import plot_confusion, plot_f1_vs_shots, results_markdo
 
 def record(dataset, scores, mode="linear"):
     """A results.json record with per-fold F1 `scores[encoder][n]`."""
-    return {"dataset": dataset, "results": {mode: {
+    return {"dataset": dataset, "classes": ["walk", "run"], "results": {mode: {
         encoder: {str(n): {"f1": f1, "mean": float(np.mean(f1)), "std": float(np.std(f1)),
                            "confusion": [[2, 1], [0, 3]]} for n, f1 in by_n.items()}
         for encoder, by_n in scores.items()}}}
