@@ -45,8 +45,8 @@ def images(n=16, seed=0):
 
 
 # MoCo with Shuffle BN: one global permutation, ghost groups of 4 (a batch of 32 gives every
-# device of 8 one group). MoCo without it (global BN) is covered by the collective count below
-# and the subprocess runs' checkpoints; dropped here for the suite's time (34 s).
+# device of 8 one group). MoCo without it runs keys and queries through the same global-BN
+# `apply_global` as SimCLR's case; its own case was dropped for the suite's time (34 s).
 @pytest.mark.parametrize("method, extra", [
     ("simclr", ()),
     ("moco", ("moco.shuffle_bn=True", "moco.bn_group_size=4", "batch_size=32")),
