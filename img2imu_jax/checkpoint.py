@@ -218,15 +218,8 @@ def restore_encoder(checkpoint_dir: str | epath.PathLike, abstract_encoder: Any,
     if missing or extra:
         raise ValueError(f"the encoder in {path} does not match the given one; missing there: "
                          f"{sorted(missing)[:5]}, only there: {sorted(extra)[:5]}")
-    target = {"model": {"encoder": _abstract_key_data(abstract_encoder)}}
-    try:
-        restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
-            path, args=ocp.args.PyTreeRestore(
-                target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                partial_restore=True))
-    except Exception as e:
-        raise ValueError(f"cannot restore the encoder from {path}: {_brief(e)}") from e
-    return _wrap_keys(restored["model"]["encoder"], abstract_encoder)
+    restored = _restore_model_part(path, "encoder", _abstract_key_data(abstract_encoder))
+    return _wrap_keys(restored, abstract_encoder)
 
 
 def saved_model_part(checkpoint_dir: str | epath.PathLike, part: str, *,
@@ -235,8 +228,14 @@ def saved_model_part(checkpoint_dir: str | epath.PathLike, part: str, *,
     model to describe it (what `img2imu export` reads; the newest step by default)."""
     path, saved = _saved_model_part(checkpoint_dir, part, step)
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = {"model": {part: jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved)}}
+    return _restore_model_part(path, part, jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), saved))
+
+
+def _restore_model_part(path: epath.Path, part: str, abstract_part: Any) -> Any:
+    """`state/model/<part>` of the step at `path`, as `abstract_part` describes it; the rest
+    of the state stays on disk."""
+    target = {"model": {part: abstract_part}}
     try:
         restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
             path, args=ocp.args.PyTreeRestore(
