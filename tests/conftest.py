@@ -8,7 +8,14 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
+import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+# Where the bench extra is installed, torchvision is imported before anything loads TensorFlow:
+# importing torchvision (its triton) after TensorFlow and JAX segfaults the process (measured
+# with torch 2.14.1, tensorflow-cpu 2.21), while the other order works. CI has no torch.
+if importlib.util.find_spec("torchvision") is not None:
+    import torchvision  # noqa: E402, F401
 
 import pytest  # noqa: E402
 
