@@ -80,7 +80,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
 
     # ---- Method, model, optimizer, the initial state and the step.
     run = setup(config, mesh, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-    state = run.state
+    step_fn, progress, state = run.step_fn, run.method.progress, run.state
+    del run  # a restore replaces `state`: nothing may keep the initial one on the devices
 
     # ---- Restore, or start fresh.
     checkpoints = Checkpointer(workdir, save_every=config.checkpoint_every,
@@ -102,7 +103,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     writer = training_writer(workdir, config, resumed_step=start)
     profiler = StepProfiler(workdir, config.profile_steps)
     stop = _PreemptionWatch()
-    report = _Reporter(writer, workdir, config, total_steps, run.method.progress)
+    report = _Reporter(writer, workdir, config, total_steps, progress)
     in_flight: collections.deque[tuple[int, dict]] = collections.deque()
     # The downstream probe reads the state between steps and never writes it (process 0).
     probe = Probe(config) if config.probe.eval_every and jax.process_index() == 0 else None
@@ -111,7 +112,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
             profiler.before(step)
-            state, device_metrics = run.step_fn(state, next(batches))
+            state, device_metrics = step_fn(state, next(batches))
             profiler.after(step, device_metrics)
             in_flight.append((step, device_metrics))
             if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
