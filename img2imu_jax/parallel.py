@@ -39,11 +39,6 @@ def pmean(x, axis_name: str | None):
     return jax.lax.pmean(x, axis_name) if spans_devices(axis_name) else x
 
 
-def psum(x, axis_name: str | None):
-    """`lax.psum` over `axis_name`, or `x` itself where the axis has one device (or is None)."""
-    return jax.lax.psum(x, axis_name) if spans_devices(axis_name) else x
-
-
 def all_gather(x: jax.Array, axis_name: str | None) -> jax.Array:
     """`lax.all_gather(tiled=True)` over `axis_name`, or `x` where the axis has one device."""
     return jax.lax.all_gather(x, axis_name, tiled=True) if spans_devices(axis_name) else x
