@@ -59,6 +59,16 @@ def test_spectrogram_without_tensorflow_and_pretrain_names_the_extra(installed_w
     assert result.returncode == 0 and out.is_file(), result.stderr
     assert result.stderr == ""  # quiet by default: no library chatter
 
+    # Fine-tuning's protocol log works without TensorFlow too (no TensorBoard scalars then).
+    finetune = subprocess.run(
+        [str(installed_wheel["python"]), "-c",
+         "from img2imu_jax.protocol_log import ProtocolProgress; import img2imu_jax.finetune; "
+         f"ProtocolProgress(1, __import__('etils.epath').epath.Path({str(tmp_path)!r}))"
+         "('random init', 'linear', 0, 1, 0.5, 0.5); import sys; "
+         "assert 'tensorflow' not in sys.modules"],
+        capture_output=True, text=True, env=env, cwd=installed_wheel["cwd"])
+    assert finetune.returncode == 0 and "finetune 1/1" in finetune.stdout, finetune.stderr
+
     result = run(installed_wheel, "pretrain", "--config", "demo", "--workdir",
                  str(tmp_path / "w"), env=env)
     assert result.returncode == 1
