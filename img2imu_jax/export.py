@@ -25,9 +25,16 @@ from flax import nnx
 
 from img2imu_jax.checkpoint import CHECKPOINTS, saved_model_part
 from img2imu_jax.classifier import METADATA, Classifier, Frontend, load_classifier
+from img2imu_jax.paths import is_remote, user_path
 from img2imu_jax.torch_weights import resnet_depth, to_state_dict, write_state_dict
 
-FORMATS = ("torchvision", "litert", "stablehlo")
+def _local_output(out: str | os.PathLike) -> Path:
+    """Exports are written as local files (torch, TFLite and the safetensors writer take local
+    paths); a gs:// or other URL is a one-line error, never a local folder named `gs:`."""
+    if is_remote(out):
+        raise ValueError(f"export output {os.fspath(out)!r} must be a local path; write it "
+                         "locally, then copy it (e.g. gcloud storage cp)")
+    return Path(user_path(out, what="export output"))
 
 
 def export_torchvision(source: str | os.PathLike, out_stem: str | os.PathLike, *,
@@ -35,6 +42,7 @@ def export_torchvision(source: str | os.PathLike, out_stem: str | os.PathLike, *
     """Writes `out_stem.safetensors` (and `.pt`) from a saved classifier (encoder + its head as
     `fc`) or a pre-training run (`WORKDIR` or its `checkpoints/`: the encoder, and with `head`
     the projection head as MoCo's `fc` Sequential). Returns the paths and the ResNet depth."""
+    out_stem = _local_output(out_stem)
     source = Path(source)
     if (source / METADATA).is_file():
         classifier, _, _ = load_classifier(source)
@@ -79,11 +87,11 @@ def description(meta: dict[str, Any], program: str) -> dict[str, Any]:
 
 def export_stablehlo(classifier_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """The classifier as a serialized `jax.export` artifact, any batch size; returns its path."""
+    out = _local_output(out)
     classifier, frontend, meta = load_classifier(classifier_dir)
     batch, = jax.export.symbolic_shape("batch")
     exported = jax.export.export(jax.jit(probability_function(classifier, frontend)))(
         jax.ShapeDtypeStruct((batch, window_length(meta), 3), jnp.float32))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(exported.serialize())
     _write_description(out, description(meta, "jax.export (StableHLO)"))
@@ -97,6 +105,7 @@ def load_stablehlo(path: str | os.PathLike) -> jax.export.Exported:
 
 def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """The classifier as one float32 `.tflite` taking `[1, time, 3]`; returns its path."""
+    out = _local_output(out)
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -108,7 +117,6 @@ def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike) -> 
         autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32, name="window")])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], function)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(converter.convert())
     _write_description(out, description(meta, "LiteRT float32") | {"input_shape": list(shape)})

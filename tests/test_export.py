@@ -229,3 +229,14 @@ def test_init_starts_pretraining_and_finetuning_from_a_state_dict(small_classifi
         config.init = bad
         with pytest.raises(ValueError, match=message):
             validate(config)
+
+
+def test_a_remote_export_output_is_a_one_line_error_not_a_local_folder(tmp_path, monkeypatch):
+    from img2imu_jax.export import export_litert, export_stablehlo, export_torchvision
+
+    monkeypatch.chdir(tmp_path)
+    for export, out in [(export_stablehlo, "gs://b/x"), (export_litert, "gs://b/x"),
+                        (export_torchvision, "s4://b/x")]:
+        with pytest.raises(ValueError, match="must be a local path"):
+            export(tmp_path / "no_classifier", out)
+    assert not any(tmp_path.iterdir())
