@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from img2imu_jax.paths import user_path
+from img2imu_jax.spectrogram import FLOOR_BELOW_PEAK_DB
 
 MODE_TITLES = {"linear": "linear evaluation (frozen encoder)",
                "finetune": "full fine-tune (head, then whole network)"}
@@ -159,8 +160,8 @@ def plot_spectrogram_axes(window: np.ndarray, image: np.ndarray, path: str | os.
                 ylabel="frequency (Hz)")
     for axis, (ax, name) in enumerate(zip(axes[1:], "xyz")):
         finite = db[..., axis][np.isfinite(db[..., axis])]
-        # the image's own range: min-max after the clamp 120 dB below the peak
-        low = max(finite.min(), finite.max() - 120) if finite.size else None
+        # the image's own range: min-max after the clamp FLOOR_BELOW_PEAK_DB below the peak
+        low = max(finite.min(), finite.max() - FLOOR_BELOW_PEAK_DB) if finite.size else None
         shown = ax.imshow(db[::-1, :, axis], extent=extent, aspect="auto", cmap="magma",
                           vmin=low)
         ax.set(title=f"axis {name}", xlabel="time (s)")
