@@ -15,6 +15,8 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +30,7 @@ from img2imu_jax.torch_weights import initialise_encoder
 from img2imu_jax.classifier import (Classifier, Features, Frontend, class_probabilities,
                                     in_batches, save_classifier)
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
+from img2imu_jax.imu.recordings import IMUDataset
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import WINDOW_OVERLAP, Windows, make_windows
 from img2imu_jax.models.resnet import ResNet
@@ -51,6 +54,8 @@ LINEAR_EPOCHS, LINEAR_BATCH, LINEAR_WARMUP_EPOCHS = 50, 4, 10
 LINEAR_LR, LINEAR_LR_START, LINEAR_LR_END = 1e-5, 1e-8, 1e-6
 
 MODES = ("linear", "finetune")
+# The `config.data` fields that say where windows come from; saved with every classifier.
+SOURCE_KEYS = ("dataset", "data_dir", "generic_sample_rate", "label_rule")
 
 # The recommended linear evaluation ('tuned'): the head's peak learning rate chosen per encoder
 # and fold on the validation subjects, jointly with the spectrogram setting, because one fixed
@@ -374,7 +379,8 @@ def evaluate(
                     models[mode] = {"classifier": model or _classifier(encoder, head, seed),
                                     "frontend": Frontend(windows.sample_rate, *setting),
                                     "fold": fold.index, "shots": n,
-                                    "validation_f1": valid_f1, "test_f1": summary["f1"][-1]}
+                                    "validation_f1": valid_f1, "test_f1": summary["f1"][-1],
+                                    **_fold_subjects(windows, fold)}
     for by_n in results.values():
         for summary in by_n.values():
             summary.update(mean=float(np.mean(summary["f1"])), std=float(np.std(summary["f1"])),
@@ -420,6 +426,13 @@ def _predict_features(head, features: np.ndarray, indices: np.ndarray) -> np.nda
     return predict(head, features[indices])
 
 
+def _fold_subjects(windows: Windows, fold) -> dict[str, list]:
+    """Which subjects a fold trains and tests on, so its windows can be cut again later
+    (`img2imu export --int8` measures the quantised model on the same test windows)."""
+    return {f"{part}_subjects": np.unique(windows.subjects[getattr(fold, part)]).tolist()
+            for part in ("train", "test")}
+
+
 def _predict_windows(classifier: Classifier, frontend: Frontend, samples: np.ndarray,
                      indices: np.ndarray) -> np.ndarray:
     return class_probabilities(classifier, frontend, samples[indices]).argmax(axis=-1)
@@ -432,10 +445,8 @@ def run(config, workdir: str | os.PathLike,
     classifier per encoder and mode under `models/`."""
     workdir = user_path(workdir, what="workdir")
     workdir.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(config.data.dataset, config.data.data_dir or None,
-                           sample_rate=config.data.generic_sample_rate or None)
-    windows = make_windows(dataset, seconds=config.data.seconds,
-                           sample_rate=config.data.sample_rate, label_rule=config.data.label_rule)
+    dataset, windows = source_windows(config.data, seconds=config.data.seconds,
+                                      sample_rate=config.data.sample_rate)
     grid = spectrogram_grid(config.grid_nfft, config.grid_gaps)
     if encoders is None:
         encoders = default_encoders(config)
@@ -467,7 +478,8 @@ def run(config, workdir: str | os.PathLike,
                 model["frontend"],
                 {"dataset": dataset.name, "classes": list(dataset.classes), "encoder": name,
                  "mode": mode, "seconds": config.data.seconds, "overlap": WINDOW_OVERLAP,
-                 "source_sample_rate": dataset.recordings[0].sample_rate, **origin})
+                 "source_sample_rate": dataset.recordings[0].sample_rate,
+                 "source": {key: config.data[key] for key in SOURCE_KEYS}, **origin})
             saved[f"{name} / {mode}"] = str(path)
     progress.close()
     record = {"dataset": dataset.name, "windows": len(windows), "classes": list(dataset.classes),
@@ -481,6 +493,15 @@ def run(config, workdir: str | os.PathLike,
     (workdir / "results.md").write_text(reports.results_markdown(record))
     reports.plot_f1_vs_shots(record, workdir / "f1_vs_shots.png")
     return record
+
+
+def source_windows(source: Mapping[str, Any], *, seconds: float,
+                   sample_rate: float) -> tuple[IMUDataset, Windows]:
+    """The dataset `source` names (`SOURCE_KEYS` of `config.data`) and its windows."""
+    dataset = load_dataset(source["dataset"], source["data_dir"] or None,
+                           sample_rate=source["generic_sample_rate"] or None)
+    return dataset, make_windows(dataset, seconds=seconds, sample_rate=sample_rate,
+                                 label_rule=source["label_rule"])
 
 
 def linear_protocol(config) -> dict:

@@ -201,6 +201,48 @@ def test_litert_model_gives_predicts_probabilities(small_classifier, tmp_path):
     assert described["input_shape"] == [1, 100, 3] and described["nfft"] == 64
 
 
+def test_int8_litert_is_calibrated_on_training_subjects_and_scored_on_the_test_fold(
+        small_classifier, tmp_path, capsys):
+    """The recorded macro-F1s are sklearn's on the test subjects' windows, of the float
+    classifier and of the int8 program; the program holds int8 weights."""
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+    from sklearn.metrics import f1_score
+
+    from img2imu_jax import cli
+    from img2imu_jax.export import export_litert, litert_probabilities
+    from img2imu_jax.imu.registry import load_dataset
+    from img2imu_jax.imu.windows import make_windows
+
+    with pytest.raises(ValueError, match="does not record its data and fold"):
+        export_litert(small_classifier, tmp_path / "old.tflite", int8=True)
+    windows = make_windows(load_dataset("basicmotions"), seconds=2.0, sample_rate=50.0)
+    subjects = np.unique(windows.subjects)
+    tested = subjects[::10]  # 8 of the 80 cases, every class among them
+    classifier, _, _ = load_classifier(small_classifier)
+    saved = save_classifier(tmp_path / "clf", classifier, FRONTEND, META | {
+        "classes": list(windows.classes), "source": {"dataset": "basicmotions", "data_dir": "", "generic_sample_rate": 0.0,
+                   "label_rule": "single"},
+        "train_subjects": np.setdiff1d(subjects, tested).tolist(),
+        "test_subjects": tested.tolist()})
+    assert cli.main(["export", str(saved), "--to", "litert", "--int8", "-o",
+                     str(tmp_path / "q")]) == 0
+    assert "int8: macro-F1 on the saved fold's 72 test windows" in capsys.readouterr().out
+    path = tmp_path / "q.tflite"
+    found = json.loads((tmp_path / "q.tflite.json").read_text())["int8"]
+    test = np.isin(windows.subjects, tested)
+    labels, samples = windows.labels[test], windows.samples[test]
+    assert found["test_windows"] == 72 and found["calibration_windows"] == 256
+    floats = class_probabilities(classifier, FRONTEND, samples).argmax(-1)
+    ints = litert_probabilities(path, samples).argmax(-1)
+    assert found["macro_f1_float"] == pytest.approx(f1_score(labels, floats, average="macro"))
+    assert found["macro_f1_int8"] == pytest.approx(f1_score(labels, ints, average="macro"))
+    assert found["agreement"] == pytest.approx(np.mean(floats == ints))
+    interpreter = Interpreter(model_path=str(path))
+    kinds = {d["dtype"] for d in interpreter.get_tensor_details()}
+    assert np.int8 in kinds and np.float32 in kinds  # float input and output around int8
+
+
 def test_init_starts_pretraining_and_finetuning_from_a_state_dict(small_classifier, tmp_path):
     pytest.importorskip("safetensors")
     from img2imu_jax import pretrain

@@ -1,6 +1,8 @@
 """Linear evaluation: frozen features in one jitted pass, the paper's head schedule, a head
 that separates separable features."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -264,7 +266,12 @@ def test_finetune_your_own_csv_then_predict_with_the_saved_model(tmp_path, capsy
     results = (workdir / "results.md").read_text()
     assert "mine" in results and "full fine-tune" in results and "linear evaluation" in results
     model = workdir / "models" / "random_init-finetune"
-    assert (model / "classifier.json").is_file()
+    meta = json.loads((model / "classifier.json").read_text())  # enough to cut its fold again
+    assert meta["source"] == {"dataset": "generic", "data_dir": str(data),
+                              "generic_sample_rate": 50.0, "label_rule": "single"}
+    trained, tested = set(meta["train_subjects"]), set(meta["test_subjects"])
+    assert trained and tested and trained.isdisjoint(tested)
+    assert trained | tested < {f"p{i}" for i in range(6)}  # the validation subjects are neither
 
     recording = tmp_path / "walk.csv"  # 7 s of 'shake' at 25 Hz, no header
     xyz = np.sin(2 * np.pi * 9.0 * np.arange(175) / 25.0)[:, None] + rng.normal(0, 0.1, (175, 3))

@@ -167,7 +167,10 @@ class ResNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nnx.relu(self.bn1(self.conv1(x)))
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        # After the ReLU every value is ≥ 0, so zero padding gives max pooling's −∞ padding
+        # exactly; it keeps the padded tensor finite, which int8 calibration needs (with −∞ the
+        # LiteRT converter gave the stem a quantisation scale of 1e36).
+        x = nnx.max_pool(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), (3, 3), strides=(2, 2))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)
