@@ -8,10 +8,11 @@ protocol, 'tuned' by default: head rate chosen on validation) on WISDM 2019 and 
 every encoder and a randomly initialised one beside them. Each run also logs the BasicMotions
 probe (`probe/f1_*`) into its metrics.jsonl. Prints the table and writes JSON.
 
-Methods (name → config overrides of img2imu_jax/configs/img2imu_paper.py): `img2imu` (MoCo + the
-sensor-aware set, the paper's method), `mocov2` (MoCo + MoCo v2's augmentations), `simclr`
-(SimCLR + the sensor-aware set); `simsiam` and `img2imu_noshuffle` need the i10-methods
-branch (SimSiam, Shuffle BN) and are refused by config validation without it.
+Methods (name → config overrides of img2imu_jax/configs/img2imu_paper.py): `img2imu` (MoCo with
+Shuffle BN + the sensor-aware set, the paper's method), `img2imu_crop` (the same with the mild
+`crop` first), `img2imu_noshuffle` (without Shuffle BN), `mocov2` (MoCo + MoCo v2's
+augmentations), `simclr` (SimCLR + the sensor-aware set), `simsiam` (SimSiam + its own
+augmentations).
 
 The issue's budget is 20 minutes per pre-training at width 32 on two free CPU cores:
 
@@ -41,6 +42,7 @@ SENSOR_AWARE = "translate_x|permute_x|hue|jitter"
 METHODS = {
     "img2imu": ("method=moco", f"augment.spec={SENSOR_AWARE}"),
     "mocov2": ("method=moco", "augment.spec=mocov2"),
+    "img2imu_crop": ("method=moco", f"augment.spec=crop|{SENSOR_AWARE}"),
     "simclr": ("method=simclr", "model.head=simclr", f"augment.spec={SENSOR_AWARE}"),
     "simsiam": ("method=simsiam", "augment.spec=simsiam"),
     "img2imu_noshuffle": ("method=moco", f"augment.spec={SENSOR_AWARE}",
@@ -144,7 +146,7 @@ def main() -> None:
     parser.add_argument("--wisdm", type=Path, required=True)
     parser.add_argument("--daphnet", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, default=Path("runs/transfer"))
-    parser.add_argument("--methods", default="img2imu,mocov2,simclr",
+    parser.add_argument("--methods", default="img2imu,img2imu_crop,mocov2,simclr,simsiam",
                         help=f"comma-separated, among {', '.join(METHODS)}")
     parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--budget-minutes", type=float, default=20.0,

@@ -36,6 +36,14 @@ keywords named `<op>_<param>`, e.g. `make_augment(spec, permute_x_segments=5)`.
   [0, 1]. Um et al.'s jitter σ = 0.05 is for signals on a unit scale; the image's is [0, 1].
 - `p`: every op already draws near-identity views (shift ≈ 0, angle ≈ 0) among the others.
 
+`crop` is the mild crop the paper neither includes nor excludes (paper.md §3.2), off unless a
+spec names it (`crop|translate_x|permute_x|hue|jitter`): torchvision's RandomResizedCrop back
+to H × W, box area `scale_min`–`scale_max` (0.5–1) of the image, aspect 3/4–4/3. On a
+spectrogram, resizing a box stretches time and frequency together, as a faster or slower gait
+does; at area ≥ 0.5 each side is stretched at most ≈ 1.4× (√2 at aspect 1), about the range
+of human walking cadence, where MoCo v2's 0.2 would stretch up to ≈ 2.2×. Whether it belongs in
+the IMG2IMU set is measured in benchmarks/RESULTS.md (transfer.py's `img2imu_crop`).
+
 Two baselines from the paper's comparison are composites with their own `<name>_*` params.
 `mocov2` is MoCo v2's list in its order, torchvision semantics (`MOCOV2_DEFAULTS`): random
 resized crop (scale 0.2–1, aspect 3/4–4/3, bilinear back to H × W); colour jitter with p = 0.8
@@ -348,9 +356,7 @@ def _mocov2(
 ) -> Step:
     """MoCo v2's `augmentation` list in its order, with torchvision's semantics."""
 
-    def crop(key: jax.Array, image: jax.Array) -> jax.Array:
-        scale, ratio = (crop_scale_min, crop_scale_max), (crop_ratio_min, crop_ratio_max)
-        return _resized_crop(image, *_random_crop_box(key, *image.shape[:2], scale, ratio))
+    crop = _crop_op((crop_scale_min, crop_scale_max), (crop_ratio_min, crop_ratio_max))
 
     def color_jitter(key: jax.Array, image: jax.Array) -> jax.Array:
         """torchvision's four adjustments in a random order, each computed once.
@@ -396,6 +402,20 @@ def _mocov2(
         (blur, blur_p),
         (lambda key, image: image[:, ::-1], flip_p),
     ]), 1.0
+
+
+def _crop(scale_min: float, scale_max: float, ratio_min: float, ratio_max: float,
+          p: float) -> Step:
+    return _crop_op((scale_min, scale_max), (ratio_min, ratio_max)), p
+
+
+def _crop_op(scale: tuple[float, float], ratio: tuple[float, float]) -> ExampleOp:
+    """torchvision's RandomResizedCrop, back to the image's own size."""
+
+    def crop(key: jax.Array, image: jax.Array) -> jax.Array:
+        return _resized_crop(image, *_random_crop_box(key, *image.shape[:2], scale, ratio))
+
+    return crop
 
 
 def _random_crop_box(
@@ -666,6 +686,13 @@ _SENSOR_PARAMS: dict[str, dict[str, _Param]] = {
     "hue": {"max_degrees": _Param(180.0, 0.0, 180.0), "p": _PROBABILITY},
     "jitter": {"amplitude": _Param(0.05 * math.sqrt(3), 0.0, 1.0), "p": _PROBABILITY},
 }
+_CROP_PARAMS = {
+    "scale_min": _Param(0.5, 0.0, 1.0, open_low=True),
+    "scale_max": _Param(1.0, 0.0, 1.0, open_low=True),
+    "ratio_min": _Param(3 / 4, 0.0, open_low=True),
+    "ratio_max": _Param(4 / 3, 0.0, open_low=True),
+    "p": _PROBABILITY,
+}
 _MOCOV2_PARAMS = {
     "crop_scale_min": _Param(0.2, 0.0, 1.0, open_low=True),
     "crop_scale_max": _Param(1.0, 0.0, 1.0, open_low=True),
@@ -702,6 +729,8 @@ _ALL_PARAMS = {
 }
 _OPS: dict[str, _Op] = {
     **{op: _Op(_SENSOR_BUILDERS[op], _SENSOR_PARAMS[op]) for op in _SENSOR_BUILDERS},
+    "crop": _Op(_crop, _CROP_PARAMS,
+                ordered=(("scale_min", "scale_max"), ("ratio_min", "ratio_max"))),
     "mocov2": _Op(
         _mocov2,
         _MOCOV2_PARAMS,

@@ -241,6 +241,7 @@ SPECS = [
     ("permute_x", {}),
     ("hue", {}),
     ("jitter", {}),
+    ("crop", {}),
     (SENSOR, {}),
     ("mocov2", {}),
     ("all", {}),
@@ -276,6 +277,13 @@ def test_mocov2_with_a_full_crop_grayscale_and_flip_only(photos):
     )
     luma = photos @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(out, np.repeat(luma[:, :, ::-1, None], 3, axis=-1), atol=1e-6)
+
+
+def test_a_whole_image_crop_is_the_identity_and_the_default_one_is_not(photos):
+    ratio = WIDTH / HEIGHT
+    whole = views("crop", photos, crop_scale_min=1.0, crop_ratio_min=ratio, crop_ratio_max=ratio)
+    np.testing.assert_allclose(whole, photos, atol=1e-6)
+    assert np.abs(views("crop", photos) - photos).mean() > 0.02
 
 
 def test_all_with_p_zero_is_the_identity(photos):
@@ -392,7 +400,7 @@ def test_warp_rotates_and_shears_about_the_centre(photos):
 @pytest.mark.parametrize(
     "spec, params, message",
     [
-        ("", {}, r"spec is empty; .*translate_x, permute_x, hue, jitter, mocov2, all"),
+        ("", {}, r"spec is empty; .*translate_x, permute_x, hue, jitter, crop, mocov2, all"),
         ("hue|", {}, r"unknown augmentation an empty op in spec 'hue\|'; valid ops: translate_x"),
         ("translate_x|rotate", {}, r"unknown augmentation 'rotate' .*valid ops: .*mocov2, all"),
         ("hue", {"hue_max_degree": 30}, r"unknown .*'hue_max_degree'; valid .*: hue_max_degrees"),
@@ -404,6 +412,8 @@ def test_warp_rotates_and_shears_about_the_centre(photos):
         ("jitter", {"jitter_p": 1.5}, r"jitter_p must be a number in \[0, 1\]; got 1.5"),
         ("mocov2", {"mocov2_crop_scale_min": 0.9, "mocov2_crop_scale_max": 0.5},
          r"mocov2_crop_scale_min must not exceed mocov2_crop_scale_max; got 0.9 > 0.5"),
+        ("crop", {"crop_scale_min": 0.8, "crop_scale_max": 0.6},
+         r"crop_scale_min must not exceed crop_scale_max; got 0.8 > 0.6"),
         ("mocov2", {"mocov2_blur_sigma_min": 0}, r"mocov2_blur_sigma_min must be a number > 0"),
         ("permute_x", {"permute_x_segments": 0}, r"permute_x_segments must be an integer ≥ 1"),
         ("all", {"all_posterize_min_bits": 0}, r"all_posterize_min_bits must be an integer in"),
