@@ -46,6 +46,15 @@ STATE = "state"
 DATA = "data"
 
 _NAME_FORMAT = ocp.step.standard_name_format()
+# Orbax writes a replicated array cooperatively, each replica one slice of it, at the cost of
+# a dispatched slice per replica and array: 10,804 for a narrow ResNet-18 MoCo state on 8 CPU
+# devices, 4.5 s of every save spent on the training thread (profiled). Arrays whose slice
+# per replica would be under 1 MiB are written whole by one replica instead; a ResNet's
+# BatchNorm vectors and small kernels are all of that kind.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(
+        min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
 # A step directory, finished (`30`) or left by an interrupted save (`30.orbax-checkpoint-tmp…`).
 _STEP_DIR = re.compile(rf"(\d+)({re.escape(ocp.step.TMP_DIR_SUFFIX)}.*)?")
 
