@@ -8,8 +8,10 @@ INSTALLED := $(VENV)/.installed
 demo: $(INSTALLED)
 	$(VENV)/bin/img2imu demo --workdir demo_out
 
+# Two workers, whole files each (module fixtures are built once), in the order conftest.py
+# puts them: the longest first.
 test: $(INSTALLED)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/spectrogram.py

@@ -52,9 +52,23 @@ _NAME_FORMAT = ocp.step.standard_name_format()
 # per replica would be under 1 MiB are written whole by one replica instead; a ResNet's
 # BatchNorm vectors and small kernels are all of that kind.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(
-        min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
+
+
+def _register_array_handler() -> None:
+    """Orbax's handler for jax.Array with that floor, for every save in this process (the
+    registry warns about any override; this one is intended)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(
+                min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
+    finally:
+        absl.setLevel(level)
+
+
+_register_array_handler()
 # A step directory, finished (`30`) or left by an interrupted save (`30.orbax-checkpoint-tmp…`).
 _STEP_DIR = re.compile(rf"(\d+)({re.escape(ocp.step.TMP_DIR_SUFFIX)}.*)?")
 

@@ -19,6 +19,15 @@ if importlib.util.find_spec("torchvision") is not None:
 
 import pytest  # noqa: E402
 
+# The longest files first, so that under pytest-xdist (`make test`) no worker is handed one of
+# them last while the other runs out of work.
+SLOW_FILES_FIRST = ("test_trainer_runs.py", "test_demo.py", "test_pretrain.py", "test_pods.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found
+
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
