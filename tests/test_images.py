@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import io
+import itertools
 import logging
 import pathlib
 
@@ -133,6 +134,18 @@ def test_resuming_from_a_saved_position_continues_exactly(tiles_builder, stop_af
     resumed = epoch_images(HostBatches(tiles_builder, **settings, state=saved), 12 - stop_after)
     for expected, got in zip(uninterrupted[stop_after:], resumed):
         np.testing.assert_array_equal(expected, got)
+
+
+def test_the_next_epoch_is_started_before_this_one_runs_out(tiles_builder, monkeypatch):
+    host = HostBatches(tiles_builder, batch_size=8, seed=11, shuffle_buffer=16)
+    taken, started, build = [0], [], host._epoch
+    monkeypatch.setattr(host, "_epoch", lambda epoch, start: (
+        started.append((epoch, taken[0])), build(epoch, start))[1])
+    for taken[0], _ in enumerate(itertools.islice(host, 8), 1):
+        pass
+    (first, at_start), (second, when) = started[:2]
+    assert (first, at_start) == (0, 0) and second == 1
+    assert 0 < when < 6  # while epoch 0 (6 batches of the 48 tiles) still had batches to give
 
 
 def test_each_process_reads_its_own_share(tiles_builder):
