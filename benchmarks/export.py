@@ -1,9 +1,12 @@
-"""Benchmark an exported classifier: LiteRT (.tflite, on the CPU) against our jitted JAX
-function, one window at a time (as a phone classifies), both raw window → probabilities.
+"""Benchmark an exported classifier: LiteRT (.tflite, float32 and int8, on the CPU) against our
+jitted JAX function, one window at a time (as a phone classifies), raw window → probabilities.
 
 Without --classifier it saves a ResNet-18 (width 64, random weights: latency and size do not
-depend on the values) classifier of 5 s windows at 50 Hz. Prints the .tflite size, per-window
-median latency of each, the max probability difference, and writes everything as JSON.
+depend on the values) classifier of BasicMotions' four classes, 5 s windows at 50 Hz, whose
+"fold" tests on every fifth case. Prints each program's size and per-window median latency,
+the float program's max probability difference from JAX, and the int8 program's macro-F1
+change on its fold's test windows (meaningful only for a trained --classifier, e.g. one of
+`img2imu finetune`'s models/), and writes everything as JSON.
 
     .venv/bin/python benchmarks/export.py [--classifier DIR] [--out benchmarks/out/export.json]
 """
@@ -36,47 +39,76 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/export.json")
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="img2imu_export_"))
-    source = args.classifier or save_classifier(
-        work / "clf", Classifier(ResNet(18, rngs=nnx.Rngs(0)), 6, rngs=nnx.Rngs(1)),
-        Frontend(50.0, 128, 120), {"classes": [f"c{i}" for i in range(6)], "seconds": 5.0,
-                                   "overlap": 0.5, "dataset": "random", "encoder": "random",
-                                   "mode": "linear", "source_sample_rate": 50.0})
+    source = args.classifier or random_classifier(work / "clf")
     classifier, frontend, meta = load_classifier(source)
-    tflite = export_litert(source, work / "clf.tflite")
+    programs = {"float32": export_litert(source, work / "clf.tflite"),
+                "int8": export_litert(source, work / "clf_int8.tflite", int8=True)}
     window = np.random.default_rng(0).normal(size=(1, window_length(meta), 3)).astype(np.float32)
 
     ours = jax.jit(probability_function(classifier, frontend))
     expected = np.asarray(ours(window))
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(tflite))
-    interpreter.allocate_tensors()
-    given, = interpreter.get_input_details()
-    taken, = interpreter.get_output_details()
-
-    def litert():
-        interpreter.set_tensor(given["index"], window)
-        interpreter.invoke()
-        return interpreter.get_tensor(taken["index"])
-
-    difference = float(np.abs(litert() - expected).max())
     jax_time = time_calls(lambda: ours(window).block_until_ready(), args.repeats)
-    litert_time = time_calls(litert, args.repeats)
     record = {"classifier": str(source), "depth": meta["depth"], "width": meta["width"],
-              "window": list(window.shape), "tflite_bytes": tflite.stat().st_size,
-              "jax_cpu": jax_time, "litert_cpu": litert_time,
-              "max_probability_difference": difference, "jax_device": str(jax.devices()[0]),
+              "window": list(window.shape), "jax_cpu": jax_time,
+              "jax_device": str(jax.devices()[0]),
               "machine": platform.processor() or platform.machine()}
-    print(f"ResNet-{meta['depth']} width {meta['width']}, window {window.shape}: "
-          f".tflite {record['tflite_bytes'] / 2**20:.1f} MiB")
-    print(f"per window (median of {args.repeats}): JAX jit {jax_time['median_s'] * 1e3:.2f} ms, "
-          f"LiteRT {litert_time['median_s'] * 1e3:.2f} ms "
-          f"(LiteRT/JAX {litert_time['median_s'] / jax_time['median_s']:.2f}x); "
-          f"max |probability difference| {difference:.2e}")
+    print(f"ResNet-{meta['depth']} width {meta['width']}, window {window.shape}; per window, "
+          f"median of {args.repeats}: JAX jit {jax_time['median_s'] * 1e3:.2f} ms")
+    for kind, path in programs.items():
+        run = litert_call(path, window)
+        timed = time_calls(run, args.repeats)
+        record[kind] = {"tflite_bytes": path.stat().st_size, "litert_cpu": timed,
+                        "max_probability_difference": float(np.abs(run() - expected).max())}
+        print(f"LiteRT {kind}: {path.stat().st_size / 2**20:.1f} MiB, "
+              f"{timed['median_s'] * 1e3:.2f} ms "
+              f"({timed['median_s'] / jax_time['median_s']:.2f}x JAX), max |probability "
+              f"difference| {record[kind]['max_probability_difference']:.2e}")
+    quantised = json.loads(programs["int8"].with_name("clf_int8.tflite.json").read_text())["int8"]
+    record["int8"]["evaluation"] = quantised
+    print(f"int8 on the fold's {quantised['test_windows']} test windows: macro-F1 "
+          f"{100 * quantised['macro_f1_float']:.1f} % float -> "
+          f"{100 * quantised['macro_f1_int8']:.1f} % int8, same class on "
+          f"{100 * quantised['agreement']:.1f} %")
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def random_classifier(directory: pathlib.Path) -> pathlib.Path:
+    """A width-64 ResNet-18 classifier of BasicMotions' classes with a fold of its cases."""
+    from img2imu_jax.imu.registry import load_dataset
+
+    dataset = load_dataset("basicmotions")
+    cases = list(dataset.subjects)
+    return save_classifier(
+        directory, Classifier(ResNet(18, rngs=nnx.Rngs(0)), len(dataset.classes),
+                              rngs=nnx.Rngs(1)),
+        Frontend(50.0, 128, 120),
+        {"classes": list(dataset.classes), "seconds": 5.0, "overlap": 0.5,
+         "dataset": dataset.name, "encoder": "random", "mode": "linear",
+         "source_sample_rate": dataset.recordings[0].sample_rate,
+         "source": {"dataset": "basicmotions", "data_dir": "", "generic_sample_rate": 0.0,
+                    "label_rule": "single"},
+         "train_subjects": [c for i, c in enumerate(cases) if i % 5],
+         "test_subjects": cases[::5]})
+
+
+def litert_call(path: pathlib.Path, window: np.ndarray):
+    """One window through a LiteRT interpreter (XNNPACK, as on a phone), as a call to time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    given, = interpreter.get_input_details()
+    taken, = interpreter.get_output_details()
+
+    def run():
+        interpreter.set_tensor(given["index"], window)
+        interpreter.invoke()
+        return interpreter.get_tensor(taken["index"])
+
+    return run
 
 
 if __name__ == "__main__":
