@@ -40,7 +40,7 @@ ENCODERS = {  # report name → (workdir name, augmentation spec)
 }
 RANDOM = "random init"
 QUICK_PRETRAIN = ("total_steps=2", "batch_size=8", "model.width=4", "moco.queue_size=16",
-                  "checkpoint_every=2", "log_every=1")
+                  "moco.bn_group_size=4", "checkpoint_every=2", "log_every=1")
 QUICK_FINETUNE = ("grid_nfft=(64,)", "grid_gaps=(8,)", "epochs=2", "shots=(1,10)",
                   "folds=3", "finetune.epochs=1", "finetune.head_epochs=1")
 REFERENCE = Path("shared") / "reference" / "img2imu_app"

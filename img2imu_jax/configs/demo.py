@@ -14,6 +14,9 @@ def get_config():
     config.data.shuffle_buffer = 64
     config.model.width = 16
     config.moco.queue_size = 256
+    # Two ghost groups per batch of 16: with the default 32, the key encoder's one group is the
+    # whole batch and Shuffle BN changes nothing (the trainer warns).
+    config.moco.bn_group_size = 8
     config.batch_size = 16
     config.total_steps = 150
     config.checkpoint_every = 50
