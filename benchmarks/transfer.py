@@ -44,7 +44,7 @@ METHODS = {
     "mocov2": ("method=moco", "augment.spec=mocov2"),
     "img2imu_crop": ("method=moco", f"augment.spec=crop|{SENSOR_AWARE}"),
     "simclr": ("method=simclr", "model.head=simclr", f"augment.spec={SENSOR_AWARE}"),
-    "simsiam": ("method=simsiam", "augment.spec=simsiam"),
+    "simsiam": ("method=simsiam", "augment.spec=mocov2"),  # SimSiam uses MoCo v2's set
     "img2imu_noshuffle": ("method=moco", f"augment.spec={SENSOR_AWARE}",
                           "moco.shuffle_bn=False"),
 }
