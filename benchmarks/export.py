@@ -28,7 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from timing import time_calls  # noqa: E402  benchmarks/timing.py
 
 from img2imu_jax.classifier import Classifier, Frontend, load_classifier, save_classifier  # noqa: E402
-from img2imu_jax.export import export_litert, probability_function, window_length  # noqa: E402
+from img2imu_jax.export import (export_litert, probability_function,  # noqa: E402
+                                read_description, window_length)
 from img2imu_jax.models.resnet import ResNet  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def main() -> None:
               f"{timed['median_s'] * 1e3:.2f} ms "
               f"({timed['median_s'] / jax_time['median_s']:.2f}x JAX), max |probability "
               f"difference| {record[kind]['max_probability_difference']:.2e}")
-    quantised = json.loads(programs["int8"].with_name("clf_int8.tflite.json").read_text())["int8"]
+    quantised = read_description(programs["int8"])["int8"]
     record["int8"]["evaluation"] = quantised
     print(f"int8 on the fold's {quantised['test_windows']} test windows: macro-F1 "
           f"{100 * quantised['macro_f1_float']:.1f} % float -> "

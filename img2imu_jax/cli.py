@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -372,7 +371,7 @@ def _export(args: argparse.Namespace) -> None:
         path = export.export_stablehlo(args.source, args.output + ".jax_export")
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) and {path}.json")
     if args.int8:
-        found = json.loads(path.with_name(path.name + ".json").read_text())["int8"]
+        found = export.read_description(path)["int8"]
         print(f"int8: macro-F1 on the saved fold's {found['test_windows']} test windows "
               f"{100 * found['macro_f1_float']:.1f} % (float) -> "
               f"{100 * found['macro_f1_int8']:.1f} % (int8); same class on "

@@ -119,26 +119,14 @@ def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike, *,
     the classifier's data (`data_dir` if it has moved).
     """
     out = _local_output(out)
-    import tensorflow as tf
-
     classifier, frontend, meta = load_classifier(classifier_dir)
     shape = (1, window_length(meta), 3)
     converter = _tflite_converter(probability_function(classifier, frontend), shape)
     record = description(meta, "LiteRT int8" if int8 else "LiteRT float32")
     if int8:
         train, test, labels = saved_fold_windows(meta, data_dir)
-        chosen = np.random.default_rng(0).permutation(len(train))[:calibration_windows]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        calibration = lambda: ([train[i][None]] for i in chosen)  # noqa: E731
-        converter.representative_dataset = calibration
-        # The frontend's op kinds stay float: those the spectrogram alone converts to, except
-        # the network's convolutions and head, which the frontend does not use.
-        kinds = _op_kinds(_tflite_converter(frontend, shape).convert())
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=calibration,
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_ops=sorted(kinds - {"CONV_2D", "FULLY_CONNECTED"})))
-        program = debugger.get_nondebug_quantized_model()
+        calibration = np.random.default_rng(0).permutation(len(train))[:calibration_windows]
+        program = _quantised(converter, _tflite_converter(frontend, shape), train[calibration])
     else:
         program = converter.convert()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +134,29 @@ def export_litert(classifier_dir: str | os.PathLike, out: str | os.PathLike, *,
     if int8:
         reference = class_probabilities(classifier, frontend, test).argmax(axis=-1)
         quantised = litert_probabilities(out, test).argmax(axis=-1)
-        record["int8"] = {"calibration_windows": len(chosen), "test_windows": len(test),
-                          "test_subjects": meta["test_subjects"],
+        record["int8"] = {"calibration_windows": len(calibration), "test_windows": len(test),
                           "macro_f1_float": macro_f1(labels, reference),
                           "macro_f1_int8": macro_f1(labels, quantised),
                           "agreement": float(np.mean(reference == quantised))}
     _write_description(out, record | {"input_shape": list(shape)})
     return out
+
+
+def _quantised(converter, frontend_converter, windows: np.ndarray) -> bytes:
+    """The converter's program with int8 weights and activations calibrated on `windows`,
+    except the op kinds the frontend alone converts to (bar the network's convolutions and
+    head, which the frontend does not use), which stay float."""
+    import tensorflow as tf
+
+    calibration = lambda: ([window[None]] for window in windows)  # noqa: E731
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    kinds = _op_kinds(frontend_converter.convert())
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=calibration,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=sorted(kinds - {"CONV_2D", "FULLY_CONNECTED"})))
+    return debugger.get_nondebug_quantized_model()
 
 
 def _tflite_converter(function: Callable[[jax.Array], jax.Array], shape: tuple[int, ...]):
@@ -211,5 +215,14 @@ def litert_probabilities(path: str | os.PathLike, windows: np.ndarray) -> np.nda
     return np.stack(rows)
 
 
+def _description_path(program: Path) -> Path:
+    return program.with_name(program.name + ".json")
+
+
 def _write_description(program: Path, record: dict[str, Any]) -> None:
-    program.with_name(program.name + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    _description_path(program).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_description(program: str | os.PathLike) -> dict[str, Any]:
+    """What `export_litert` / `export_stablehlo` wrote beside `program`."""
+    return json.loads(_description_path(Path(program)).read_text())
