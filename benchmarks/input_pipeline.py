@@ -50,6 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--full-records", type=int, default=3000)
     parser.add_argument("--prepared-records", type=int, default=40_000)
     parser.add_argument("--measure-images", type=int, default=15_000)
+    parser.add_argument("--boundary-records", type=int, default=24_576,
+                        help="records of the set read across epoch boundaries (more than the shuffle buffer)")
     parser.add_argument("--augment-batch", type=int, default=256)
     parser.add_argument("--workdir", type=pathlib.Path, default=None,
                         help="where the benchmark datasets go (default: a temporary folder)")
@@ -104,6 +106,26 @@ def host_rate(builder: tfds.core.DatasetBuilder, batch: int, images: int) -> dic
             "images_per_s_per_core": seen / seconds / os.cpu_count()}
 
 
+def epoch_boundaries(builder: tfds.core.DatasetBuilder, batch: int, epochs: int = 3
+                     ) -> dict[str, Any]:
+    """Seconds the consumer waits for each batch over `epochs` epochs (every epoch refills the
+    shuffle buffer): the first batch of every later epoch, against the median batch. The first
+    epoch's fill is start-up, not a boundary."""
+    host = HostBatches(builder, batch_size=batch, seed=0)
+    stream = iter(host)
+    _, state = next(stream)
+    waits: list[tuple[int, float]] = []
+    while state["epoch"] < epochs:
+        start = time.perf_counter()
+        _, state = next(stream)
+        waits.append((state["epoch"], time.perf_counter() - start))
+    firsts = {e: w for e, w in reversed(waits)}  # the first wait seen in each epoch
+    boundary = [firsts[e] for e in range(1, epochs + 1) if e in firsts]
+    return {"records": host.records_per_epoch, "batch": batch,
+            "median_wait_s": float(np.median([w for _, w in waits])),
+            "boundary_wait_s": boundary}
+
+
 def augment_time(spec: str, batch: int) -> dict[str, float]:
     """Milliseconds per batch of the jitted device augmentation (uint8 in, float32 out)."""
     augment = make_augment(spec)
@@ -144,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         results = {
             "full_size": host_rate(full, args.batch, min(args.measure_images, 2000)),
             "prepared": host_rate(prepared, args.batch, args.measure_images),
+            "epoch_boundaries": epoch_boundaries(
+                write_dataset(root / "tfds", "boundary", small[: len(encoded)],
+                              args.boundary_records, (96, 128, 3)), args.batch),
             "prepare_command": {"images": args.full_records, "seconds": prepare_seconds,
                                 "images_per_s_per_core":
                                 args.full_records / prepare_seconds / os.cpu_count()},
@@ -168,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("full_size", "prepared"):
         r = results[name]
         print(f"  {name:<42}{r['images_per_s']:>10.0f}{r['images_per_s_per_core']:>10.0f}")
+    r = results["epoch_boundaries"]
+    print(f"  epoch boundaries ({r['records']} records, batch {r['batch']}): first batch of "
+          f"each new epoch waited {', '.join(f'{1e3 * w:.0f}' for w in r['boundary_wait_s'])} ms, "
+          f"median batch {1e3 * r['median_wait_s']:.0f} ms")
     r = results["prepare_command"]
     print(f"  {'img2imu prepare (one-off, full-size in)':<42}"
           f"{r['images'] / r['seconds']:>10.0f}{r['images_per_s_per_core']:>10.0f}")
