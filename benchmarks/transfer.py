@@ -22,6 +22,10 @@ The issue's budget is 20 minutes per pre-training at width 32 on two free CPU co
         --daphnet ../shared/datasets/daphnet_fog --workdir runs/transfer \\
         --width 32 --batch 64 --queue 1024 --steps 700 --budget-minutes 20 \\
         --out benchmarks/out/transfer.json
+
+Pre-trainings are independent: on a machine with more cores than one run uses, start several
+processes with disjoint `--methods` and `--pretrain-only` on the same workdir, then the full
+command, which reads finished runs back and only evaluates.
 """
 
 from __future__ import annotations
@@ -68,22 +72,37 @@ def photo_folder(photos: Path, workdir: Path) -> Path:
     return out
 
 
-def pretrain(name: str, args, photos: Path) -> dict:
-    """One method's pre-training under the wall-clock cap; what it reached."""
+def add_pretrain_arguments(parser: argparse.ArgumentParser, steps: int, width: int) -> None:
+    """What `pretrain` reads from `args`, besides the workdir."""
+    parser.add_argument("--photos", type=Path, required=True, help="folder or .tar of photos")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--budget-minutes", type=float, default=20.0,
+                        help="wall-clock cap per pre-training (saves and stops when reached)")
+    parser.add_argument("--width", type=int, default=width)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--queue", type=int, default=1024)
+
+
+def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict:
+    """One pre-training (`method`: config overrides) under the wall-clock cap; what it reached.
+
+    `args` carries workdir, width, batch, queue, steps and budget_minutes. A run whose last
+    checkpoint exists is read back, not trained again.
+    """
     from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
     from img2imu_jax.config import load_config
     from img2imu_jax.pretrain import train
 
-    run_dir = args.workdir / "pretrain" / name
-    overrides = [*METHODS[name], f"data.dataset={photos}",
+    overrides = [f"data.dataset={photos}",
                  f"data.data_dir={args.workdir / 'tfds'}", f"model.width={args.width}",
                  f"batch_size={args.batch}", f"moco.queue_size={args.queue}",
                  f"total_steps={args.steps}", f"checkpoint_every={args.steps}",
                  f"log_every={max(1, args.steps // 20)}", "data.shuffle_buffer=1000",
-                 f"probe.eval_every={max(1, args.steps // 4)}"]
+                 f"probe.eval_every={max(1, args.steps // 4)}", *method]
     config = load_config(CONFIGS / "img2imu_paper.py", overrides)
-    started = time.perf_counter()
+    wall = run_dir / "wall_seconds"  # the training's, kept for a run read back later
     if not finished_steps(run_dir / CHECKPOINTS):
+        started = time.perf_counter()
         timer = threading.Timer(args.budget_minutes * 60, os.kill,
                                 (os.getpid(), signal.SIGTERM))
         timer.start()
@@ -91,13 +110,14 @@ def pretrain(name: str, args, photos: Path) -> dict:
             train(config, run_dir)
         finally:
             timer.cancel()
+        wall.write_text(f"{time.perf_counter() - started:.1f}\n")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     trained = [row for row in rows if "loss" in row]
     probes = {row["step"]: {k: v for k, v in row.items() if k.startswith("probe/f1_")}
               for row in rows if any(k.startswith("probe/f1_") for k in row)}
     return {"checkpoints": str(run_dir / CHECKPOINTS), "overrides": overrides,
             "steps": finished_steps(run_dir / CHECKPOINTS)[-1],
-            "wall_s": time.perf_counter() - started,
+            "wall_s": float(wall.read_text()) if wall.is_file() else None,
             "last_loss": trained[-1]["loss"], "last_top1": trained[-1]["contrastive_top1"],
             "probe": probes}
 
@@ -142,23 +162,20 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=Path, required=True, help="folder or .tar of photos")
     parser.add_argument("--wisdm", type=Path, required=True)
     parser.add_argument("--daphnet", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, default=Path("runs/transfer"))
     parser.add_argument("--methods", default="img2imu,img2imu_crop,mocov2,simclr,simsiam",
                         help=f"comma-separated, among {', '.join(METHODS)}")
-    parser.add_argument("--steps", type=int, default=700)
-    parser.add_argument("--budget-minutes", type=float, default=20.0,
-                        help="wall-clock cap per pre-training (saves and stops when reached)")
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--queue", type=int, default=1024)
+    add_pretrain_arguments(parser, steps=700, width=32)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--nfft", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--gaps", type=int, nargs="+", default=[8])
     parser.add_argument("--protocol", choices=("tuned", "paper"), default="tuned")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer.json"))
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="stop after pre-training (processes given disjoint --methods can "
+                             "share a workdir; a later run with all of them evaluates)")
     args = parser.parse_args()
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
@@ -167,7 +184,10 @@ def main() -> None:
     args.workdir = args.workdir.resolve()
     photos = photo_folder(args.photos, args.workdir)
     started = time.perf_counter()
-    runs = {name: pretrain(name, args, photos) for name in args.methods.split(",")}
+    runs = {name: pretrain(args.workdir / "pretrain" / name, METHODS[name], args, photos)
+            for name in args.methods.split(",")}
+    if args.pretrain_only:
+        return
     evaluation = {dataset: evaluate(dataset, path, runs, args)
                   for dataset, path in (("wisdm2019", args.wisdm), ("daphnet", args.daphnet))}
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
