@@ -56,13 +56,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 def summary(runs: dict, names: list[str]) -> str:
-    """A Markdown table: per variant, the last probe's F1 per seed and its mean gain over the
-    same seed's random-init encoder (the step-0 probe), which removes the initialisation's share
-    of the seed-to-seed spread."""
+    """A Markdown table: per variant, the last probe's F1 per seed, its mean gain over the
+    same seed's random-init encoder (the step-0 probe), and its mean difference from `default`
+    at the same seeds (paired: the seed's share of the spread cancels)."""
     keys = list(next(iter(runs.values()))["probe"][0])
     lines = ["| variant | overrides | seeds | last top-1 | " + " | ".join(
-        f"{k.removeprefix('probe/f1_')} F1 per seed (%) | gain over random init" for k in keys)
-        + " |", "|---|---|---:|---:|" + "---|---:|" * len(keys)]
+        f"{k.removeprefix('probe/f1_')} F1 per seed (%) | gain over random init | vs default"
+        for k in keys) + " |", "|---|---|---:|---:|" + "---|---:|---:|" * len(keys)]
+    default = {run["seed"]: run for run in runs.values() if run["variant"] == "default"}
     for name in names:
         mine = [run for run in runs.values() if run["variant"] == name]
         cells = [name, " ".join(VARIANTS[name]) or "—", str(len(mine)),
@@ -70,8 +71,10 @@ def summary(runs: dict, names: list[str]) -> str:
         for key in keys:
             last = [run["probe"][max(run["probe"])][key] for run in mine]
             gain = [end - run["probe"][0][key] for end, run in zip(last, mine)]
-            cells += [" / ".join(f"{100 * v:.1f}" for v in last),
-                      f"{100 * np.mean(gain):+.1f}"]
+            paired = [end - default[run["seed"]]["probe"][max(default[run["seed"]]["probe"])][key]
+                      for end, run in zip(last, mine) if run["seed"] in default]
+            cells += [" / ".join(f"{100 * v:.1f}" for v in last), f"{100 * np.mean(gain):+.1f}",
+                      f"{100 * np.mean(paired):+.1f}" if paired and name != "default" else "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

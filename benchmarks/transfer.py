@@ -3,7 +3,8 @@
 Pre-trains on the 1000 real ImageNet photos of `shared/datasets/imagenet_sample_1000` (one per
 class; the tar is unpacked into WORKDIR/photos) with each method of `--methods`, the same step
 count and a wall-clock cap (`--budget-minutes`, enforced through the trainer's preemption path:
-SIGTERM saves at the next step and stops), then runs the linear evaluation (the config's
+SIGTERM saves at the next step and stops; running the command again resumes a run the cap
+stopped short, under a new cap), then runs the linear evaluation (the config's
 protocol, 'tuned' by default: head rate chosen on validation) on WISDM 2019 and Daphnet for
 every encoder and a randomly initialised one beside them. Each run also logs the BasicMotions
 probe (`probe/f1_*`) into its metrics.jsonl. Prints the table and writes JSON.
@@ -86,8 +87,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser, steps: int, width: i
 def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict:
     """One pre-training (`method`: config overrides) under the wall-clock cap; what it reached.
 
-    `args` carries workdir, width, batch, queue, steps and budget_minutes. A run whose last
-    checkpoint exists is read back, not trained again.
+    `args` carries width, batch, queue, steps and budget_minutes. A run that reached `steps` is
+    read back, not trained again; one stopped short by the cap resumes (the wall time adds up).
     """
     from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
     from img2imu_jax.config import load_config
@@ -101,8 +102,9 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
                  f"probe.eval_every={max(1, args.steps // 4)}", *method]
     config = load_config(CONFIGS / "img2imu_paper.py", overrides)
     wall = run_dir / "wall_seconds"  # the training's, kept for a run read back later
-    if not finished_steps(run_dir / CHECKPOINTS):
-        started = time.perf_counter()
+    done = finished_steps(run_dir / CHECKPOINTS)
+    if not done or done[-1] < args.steps:  # a run stopped by the cap resumes under a new one
+        started = time.perf_counter() - (float(wall.read_text()) if wall.is_file() else 0.0)
         timer = threading.Timer(args.budget_minutes * 60, os.kill,
                                 (os.getpid(), signal.SIGTERM))
         timer.start()
