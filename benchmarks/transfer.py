@@ -120,7 +120,8 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
     return {"checkpoints": str(run_dir / CHECKPOINTS), "overrides": overrides,
             "steps": finished_steps(run_dir / CHECKPOINTS)[-1],
             "wall_s": float(wall.read_text()) if wall.is_file() else None,
-            "last_loss": trained[-1]["loss"], "last_top1": trained[-1]["contrastive_top1"],
+            "last_loss": trained[-1]["loss"],
+            "last_top1": trained[-1].get("contrastive_top1"),  # None: SimSiam has no negatives
             "probe": probes}
 
 
@@ -154,7 +155,8 @@ def table(result: dict) -> str:
     lines = [header, "|---|---:|---:|" + "---:|" * (len(shots) * len(result["evaluation"]))]
     for name in [*result["pretraining"], "random init"]:
         run = result["pretraining"].get(name)
-        cells = [str(run["steps"]) if run else "—", f"{run['last_top1']:.3f}" if run else "—"]
+        top1 = run["last_top1"] if run else None
+        cells = [str(run["steps"]) if run else "—", "—" if top1 is None else f"{top1:.3f}"]
         for by_dataset in result["evaluation"].values():
             cells += [f"{100 * by_dataset['f1'][name][n]:.1f} ± "
                       f"{100 * by_dataset['std'][name][n]:.1f}" for n in shots]
