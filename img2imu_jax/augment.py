@@ -42,7 +42,9 @@ on the 1000-photo sample), judged by the BasicMotions probe, no dataset we repor
 moved the probe's 10-shot gain over random init outside the spread of the defaults themselves
 over three seeds (−5.8 to +11.0 points), and neither did the three-seed repeats of the most
 promising changes. At that scale the ablation cannot choose, so the defaults stay where the
-sensor arguments above put them; none was tuned to a probe figure.
+sensor arguments above put them; none was tuned to a probe figure. The probe is a weak judge
+besides: it ranks pre-trained encoders almost in reverse of WISDM 2019 (RESULTS.md's transfer
+table), so a probe on WISDM's validation subjects should decide the next round.
 
 `crop` is the mild crop the paper neither includes nor excludes (paper.md §3.2), off unless a
 spec names it (`crop|translate_x|permute_x|hue|jitter`): torchvision's RandomResizedCrop back
