@@ -125,6 +125,11 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
             "probe": probes}
 
 
+def suffix(seed: int) -> str:
+    """Run directories of seed 0 keep their plain names."""
+    return f"_seed{seed}" if seed else ""
+
+
 def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
     """The linear evaluation of every pre-trained encoder and random init on one dataset."""
     from img2imu_jax import finetune
@@ -137,9 +142,12 @@ def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
     config = load_config(CONFIGS / DATASETS[dataset], overrides, checks=validate_finetune)
     encoders = {name: finetune.load_encoder(config, run["checkpoints"])
                 for name, run in runs.items()}
-    encoders["random init"] = finetune.load_encoder(config, None)
+    initial = config.copy_and_resolve_references()  # folds and shots keep config.seed
+    initial.seed = args.seed
+    encoders["random init"] = finetune.load_encoder(initial, None)
     started = time.perf_counter()
-    record = finetune.run(config, args.workdir / f"finetune_{dataset}", encoders)
+    record = finetune.run(config, args.workdir / f"finetune_{dataset}{suffix(args.seed)}",
+                          encoders)
     linear = record["results"]["linear"]
     return {"overrides": overrides, "wall_s": time.perf_counter() - started,
             "f1": {name: {n: by_n[n]["mean"] for n in by_n} for name, by_n in linear.items()},
@@ -177,6 +185,11 @@ def main() -> None:
     parser.add_argument("--gaps", type=int, nargs="+", default=[8])
     parser.add_argument("--protocol", choices=("tuned", "paper"), default="tuned")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer.json"))
+    parser.add_argument("--seed", type=int, default=0,
+                        help="config.seed of every pre-training and the random-init encoder's "
+                             "(the evaluation's folds stay the same); runs of seed S > 0 live "
+                             "in <method>_seed<S>")
+    parser.add_argument("--datasets", default="wisdm2019,daphnet", help="which to evaluate on")
     parser.add_argument("--pretrain-only", action="store_true",
                         help="stop after pre-training (processes given disjoint --methods can "
                              "share a workdir; a later run with all of them evaluates)")
@@ -184,16 +197,20 @@ def main() -> None:
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
+    if set(args.datasets.split(",")) - set(DATASETS):
+        parser.error(f"--datasets: among {', '.join(DATASETS)}; got {args.datasets!r}")
     logging.basicConfig(level=logging.WARNING)
     args.workdir = args.workdir.resolve()
     photos = photo_folder(args.photos, args.workdir)
     started = time.perf_counter()
-    runs = {name: pretrain(args.workdir / "pretrain" / name, METHODS[name], args, photos)
+    runs = {name: pretrain(args.workdir / "pretrain" / f"{name}{suffix(args.seed)}",
+                           (*METHODS[name], f"seed={args.seed}"), args, photos)
             for name in args.methods.split(",")}
     if args.pretrain_only:
         return
-    evaluation = {dataset: evaluate(dataset, path, runs, args)
-                  for dataset, path in (("wisdm2019", args.wisdm), ("daphnet", args.daphnet))}
+    paths = {"wisdm2019": args.wisdm, "daphnet": args.daphnet}
+    evaluation = {dataset: evaluate(dataset, paths[dataset], runs, args)
+                  for dataset in args.datasets.split(",")}
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "pretraining": runs, "evaluation": evaluation,
               "wall_s": time.perf_counter() - started}
