@@ -138,7 +138,7 @@ def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
     overrides = [f"data.data_dir={data_dir}", f"model.width={args.width}",
                  f"shots={tuple(args.shots)}", f"grid_nfft={tuple(args.nfft)}",
                  f"grid_gaps={tuple(args.gaps)}", f"linear.protocol={args.protocol}",
-                 "save_models=False"]
+                 "save_models=False", *([f"linear.lrs={tuple(args.lrs)}"] if args.lrs else [])]
     config = load_config(CONFIGS / DATASETS[dataset], overrides, checks=validate_finetune)
     encoders = {name: finetune.load_encoder(config, run["checkpoints"])
                 for name, run in runs.items()}
@@ -146,8 +146,8 @@ def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
     initial.seed = args.seed
     encoders["random init"] = finetune.load_encoder(initial, None)
     started = time.perf_counter()
-    record = finetune.run(config, args.workdir / f"finetune_{dataset}{suffix(args.seed)}",
-                          encoders)
+    tag = suffix(args.seed) + ("_lrs" + "_".join(f"{lr:g}" for lr in args.lrs) if args.lrs else "")
+    record = finetune.run(config, args.workdir / f"finetune_{dataset}{tag}", encoders)
     linear = record["results"]["linear"]
     return {"overrides": overrides, "wall_s": time.perf_counter() - started,
             "f1": {name: {n: by_n[n]["mean"] for n in by_n} for name, by_n in linear.items()},
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--nfft", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--gaps", type=int, nargs="+", default=[8])
     parser.add_argument("--protocol", choices=("tuned", "paper"), default="tuned")
+    parser.add_argument("--lrs", type=float, nargs="+", default=None,
+                        help="the tuned protocol's head-rate grid (default: the config's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer.json"))
     parser.add_argument("--seed", type=int, default=0,
                         help="config.seed of every pre-training and the random-init encoder's "
