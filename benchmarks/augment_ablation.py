@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from transfer import SENSOR_AWARE, add_pretrain_arguments, photo_folder, pretrain  # noqa: E402  benchmarks/transfer.py
+from transfer import (METHODS, SENSOR_AWARE, add_pretrain_arguments,  # noqa: E402  benchmarks/
+                      photo_folder, pretrain, suffix)
 
 OPS = SENSOR_AWARE.split("|")
 
@@ -55,6 +56,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def last_probe(run: dict) -> dict[str, float]:
+    return run["probe"][max(run["probe"])]
+
+
 def summary(runs: dict, names: list[str]) -> str:
     """A Markdown table: per variant, the last probe's F1 per seed, its mean gain over the
     same seed's random-init encoder (the step-0 probe), and its mean difference from `default`
@@ -69,9 +74,9 @@ def summary(runs: dict, names: list[str]) -> str:
         cells = [name, " ".join(VARIANTS[name]) or "—", str(len(mine)),
                  f"{np.mean([run['last_top1'] for run in mine]):.3f}"]
         for key in keys:
-            last = [run["probe"][max(run["probe"])][key] for run in mine]
+            last = [last_probe(run)[key] for run in mine]
             gain = [end - run["probe"][0][key] for end, run in zip(last, mine)]
-            paired = [end - default[run["seed"]]["probe"][max(default[run["seed"]]["probe"])][key]
+            paired = [end - last_probe(default[run["seed"]])[key]
                       for end, run in zip(last, mine) if run["seed"] in default]
             cells += [" / ".join(f"{100 * v:.1f}" for v in last), f"{100 * np.mean(gain):+.1f}",
                       f"{100 * np.mean(paired):+.1f}" if paired and name != "default" else "—"]
@@ -95,17 +100,17 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.workdir = args.workdir.resolve()
     photos = photo_folder(args.photos, args.workdir)
-    base = ("method=moco", f"augment.spec={SENSOR_AWARE}", f"probe.eval_every={args.steps}")
+    base = (*METHODS["img2imu"], f"probe.eval_every={args.steps}")
     runs = {}
     for name in names:
         for seed in args.seeds:
-            run_name = name if seed == 0 else f"{name}_seed{seed}"
+            run_name = f"{name}{suffix(seed)}"
             run = pretrain(args.workdir / "pretrain" / run_name,
                            (*base, f"seed={seed}", *VARIANTS[name]), args, photos)
             runs[run_name] = {"variant": name, "seed": seed, **run}
             wall = f", {run['wall_s']:.0f} s" if run["wall_s"] else ""
             print(f"{run_name}: step {run['steps']}, top-1 {run['last_top1']:.3f}, "
-                  f"probe {run['probe'][max(run['probe'])]}{wall}", flush=True)
+                  f"probe {last_probe(run)}{wall}", flush=True)
     print(summary(runs, names))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),

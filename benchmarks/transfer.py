@@ -102,9 +102,10 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
                  f"probe.eval_every={max(1, args.steps // 4)}", *method]
     config = load_config(CONFIGS / "img2imu_paper.py", overrides)
     wall = run_dir / "wall_seconds"  # the training's, kept for a run read back later
+    trained_s = float(wall.read_text()) if wall.is_file() else None
     done = finished_steps(run_dir / CHECKPOINTS)
     if not done or done[-1] < args.steps:  # a run stopped by the cap resumes under a new one
-        started = time.perf_counter() - (float(wall.read_text()) if wall.is_file() else 0.0)
+        started = time.perf_counter() - (trained_s or 0.0)
         timer = threading.Timer(args.budget_minutes * 60, os.kill,
                                 (os.getpid(), signal.SIGTERM))
         timer.start()
@@ -112,14 +113,15 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
             train(config, run_dir)
         finally:
             timer.cancel()
-        wall.write_text(f"{time.perf_counter() - started:.1f}\n")
+        trained_s = time.perf_counter() - started
+        wall.write_text(f"{trained_s:.1f}\n")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     trained = [row for row in rows if "loss" in row]
     probes = {row["step"]: {k: v for k, v in row.items() if k.startswith("probe/f1_")}
               for row in rows if any(k.startswith("probe/f1_") for k in row)}
     return {"checkpoints": str(run_dir / CHECKPOINTS), "overrides": overrides,
             "steps": finished_steps(run_dir / CHECKPOINTS)[-1],
-            "wall_s": float(wall.read_text()) if wall.is_file() else None,
+            "wall_s": trained_s,
             "last_loss": trained[-1]["loss"],
             "last_top1": trained[-1].get("contrastive_top1"),  # None: SimSiam has no negatives
             "probe": probes}
