@@ -18,7 +18,7 @@ same features.
 
 Part 2, the protocol: wall time of `img2imu_jax.finetune.protocol.evaluate` for one randomly
 initialised encoder on one dataset (default BasicMotions, bundled with sktime; the recipe
-`img2imu_jax/configs/finetune_<dataset>.py` gives window length, label rule, shots, folds and epochs), split
+`configs/finetune_<dataset>.py` gives window length, label rule, shots, folds and epochs), split
 into feature extraction (every `extract_features` call of the grid), linear-head training,
 full fine-tuning (with `--modes linear,finetune`) and the rest, with the compile time inside
 each. Goal (one H100): the full protocol for one encoder over all four paper datasets < 5 min.
@@ -100,7 +100,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "TF32 dense peak, none on a CPU")
     # Part 2.
     parser.add_argument("--dataset", default="basicmotions",
-                        help="a registry name with an img2imu_jax/configs/finetune_<name>.py recipe")
+                        help="a registry name with a configs/finetune_<name>.py recipe")
     parser.add_argument("--data-dir", default=None,
                         help="the dataset's files (default: the shared/datasets copy, if any)")
     parser.add_argument("--modes", default="linear", help="linear or linear,finetune")

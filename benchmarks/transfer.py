@@ -9,7 +9,7 @@ protocol, 'tuned' by default: head rate chosen on validation) on WISDM 2019 and 
 every encoder and a randomly initialised one beside them. Each run also logs the BasicMotions
 probe (`probe/f1_*`) into its metrics.jsonl. Prints the table and writes JSON.
 
-Methods (name → config overrides of img2imu_jax/configs/img2imu_paper.py): `img2imu` (MoCo with
+Methods (name → config overrides of configs/img2imu_paper.py): `img2imu` (MoCo with
 Shuffle BN + the sensor-aware set, the paper's method), `img2imu_crop` (the same with the mild
 `crop` first), `img2imu_noshuffle` (without Shuffle BN), `mocov2` (MoCo + MoCo v2's
 augmentations), `simclr` (SimCLR + the sensor-aware set), `simsiam` (SimSiam + its own

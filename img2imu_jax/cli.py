@@ -240,8 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--quick", action="store_true",
                              help="seconds instead of minutes; the numbers mean nothing")
     demo_parser.add_argument("--configs", default=None, metavar="DIR",
-                             help="folder holding demo.py and demo_finetune.py (default: the "
-                             "package's img2imu_jax/configs/)")
+                             help="folder holding demo.py and demo_finetune.py (default: the bundled "
+                             "recipes, configs/ in a checkout)")
     demo_parser.set_defaults(handler=_demo)
     for command_parser in (parser, *commands.choices.values()):
         _add_output_flags(command_parser)

@@ -1,4 +1,4 @@
-"""Pre-training configs: the defaults every recipe in img2imu_jax/configs/ starts from, loading a
+"""Pre-training configs: the defaults every recipe in configs/ starts from, loading a
 recipe (by name or file) with `--config.key=value` overrides, and the checks that run before
 anything compiles.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.resources
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -26,8 +27,21 @@ DTYPES = ("auto", "bfloat16", "float32")
 # ConfigDicts whose keys are free-form (`--config.augment.params.hue_p=0.5` adds one); each
 # one's owner checks the names: make_augment for augment.params, called by validate().
 OPEN_KEYS = ("augment.params",)
-# The recipes ship inside the package, so `--config demo` works from any installed wheel.
-RECIPES = Path(__file__).resolve().parent / "configs"
+
+
+def _recipes_dir() -> Path:
+    """Where the bundled recipes are: the checkout's top-level `configs/` when this package
+    runs from a checkout (a `pyproject.toml` beside the package, editable installs included);
+    else the `img2imu_jax.configs` package the wheel ships (pyproject.toml maps it to
+    `configs/`). Asking the checkout first keeps a second, installed checkout's recipes out."""
+    package = Path(__file__).resolve().parent
+    if (package.parent / "pyproject.toml").is_file() and (package.parent / "configs").is_dir():
+        return package.parent / "configs"
+    return Path(importlib.resources.files("img2imu_jax.configs"))
+
+
+# `--config demo` finds `demo.py` here, from a checkout and from any installed wheel.
+RECIPES = _recipes_dir()
 
 
 def recipe_names() -> list[str]:

@@ -57,7 +57,7 @@ def run(workdir: str | os.PathLike, *, quick: bool = False,
     for name in (PRETRAIN_CONFIG, FINETUNE_CONFIG):
         if not (configs / name).is_file():
             raise ValueError(f"{configs / name} not found: the demo reads its recipes from the "
-                             "package's img2imu_jax/configs/ (or pass --configs DIR)")
+                             "bundled recipes (or pass --configs DIR)")
     _check_mode(workdir, quick)
     started = time.perf_counter()
 
@@ -334,7 +334,7 @@ def _markdown(pretrained, pretraining, config, record, figures, setting, referen
         f"{_photo_count()} photos, {pre['steps'] * pre['batch_size']} augmented pairs in all, "
         "where the paper pre-trains on "
         "ImageNet's 1.28 M images for 40 epochs at batch 256 (~200,000 steps) with a full-width "
-        "ResNet-18 (img2imu_jax/configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
+        "ResNet-18 (configs/img2imu_paper.py). At this scale a pre-trained encoder need not "
         "beat random initialisation, and differences of a few points are within the fold-to-"
         "fold spread shown (± std). The paper's gain (Table II: 0.675 vs 0.407 macro-F1 for "
         "random init at 10 shots, averaged over four datasets) needs the full pre-training.", "",
@@ -396,7 +396,7 @@ def _head_rate_text(config) -> str:
                 + ", jointly with the spectrogram setting (the paper fixes 1e-5).")
     return (f"The linear heads peak at a learning rate of {config.linear_lr:g} (the paper's is "
             "1e-5, which leaves heads on these narrow encoders untrained; "
-            "img2imu_jax/configs/demo_finetune.py says more).")
+            "configs/demo_finetune.py says more).")
 
 
 def _photo_count() -> int:

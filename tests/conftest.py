@@ -40,35 +40,68 @@ def reference_dir() -> Path:
         pytest.skip("shared/reference/img2imu_app is not beside this checkout")
 
 
+def _fresh_venv(base: Path, env: dict) -> Path:
+    """A venv under `base` without pip that sees this environment's site-packages through a
+    .pth file (a .pth in a directory added that way is not run, so the editable install of the
+    checkout stays off); its `python`."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=env)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"], check=True,
+                             capture_output=True, text=True, env=env).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(purelib, "dev_site_packages.pth").write_text("\n".join(sorted(ours)) + "\n")
+    return python
+
+
+def _pip_install(python: Path, *args: str, env: dict, cwd: Path) -> None:
+    """Offline, no dependencies, this environment's setuptools (no build isolation)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                    "--no-deps", "--no-index", "--no-build-isolation", *args], check=True,
+                   capture_output=True, text=True, env=env, cwd=cwd)
+
+
 @pytest.fixture(scope="session")
 def installed_wheel(tmp_path_factory) -> dict:
     """This checkout built as a wheel and installed into a fresh virtual environment outside it.
 
     Offline and cheap: the build uses this environment's setuptools (no isolation), the fresh
-    venv has no pip and sees this environment's site-packages through a .pth file (a .pth in a
-    directory added that way is not run, so the editable install of the checkout stays off),
-    and only the wheel itself is installed, with --no-deps. Returns the venv's `python` and
-    `img2imu`, the installed wheel, and an `env` without PYTHONPATH.
+    venv has no pip and sees this environment's site-packages (`_fresh_venv`), and only the
+    wheel itself is installed, with --no-deps. Returns the venv's `python` and `img2imu`, the
+    installed wheel, and an `env` without PYTHONPATH.
     """
     import subprocess
     import sys
-    import sysconfig
 
     root = Path(__file__).resolve().parents[1]
     base = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    quiet = dict(check=True, capture_output=True, text=True, env=env, cwd=base)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(base / "dist"), str(root)], **quiet)
+                    "--no-build-isolation", "--wheel-dir", str(base / "dist"), str(root)],
+                   check=True, capture_output=True, text=True, env=env, cwd=base)
     (wheel,) = (base / "dist").glob("img2imu_jax-*.whl")
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], **quiet)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"], **quiet).stdout.strip()
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    Path(purelib, "dev_site_packages.pth").write_text("\n".join(sorted(ours)) + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                    "--no-deps", "--no-index", str(wheel)], **quiet)
-    return {"python": python, "img2imu": venv / "bin" / "img2imu", "wheel": wheel, "env": env,
+    python = _fresh_venv(base, env)
+    _pip_install(python, str(wheel), env=env, cwd=base)
+    return {"python": python, "img2imu": python.parent / "img2imu", "wheel": wheel, "env": env,
             "cwd": base}
+
+
+@pytest.fixture(scope="session")
+def editable_install(tmp_path_factory) -> dict:
+    """This checkout installed editable (`pip install -e`) into a fresh venv, as `installed_wheel`
+    does it; run from a folder outside the checkout."""
+    root = Path(__file__).resolve().parents[1]
+    base = tmp_path_factory.mktemp("editable")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    python = _fresh_venv(base, env)
+    _pip_install(python, "--editable", str(root), env=env, cwd=base)
+    return {"python": python, "img2imu": python.parent / "img2imu", "env": env, "cwd": base,
+            "root": root}

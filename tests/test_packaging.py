@@ -1,10 +1,15 @@
-"""The wheel a user installs: recipes inside, metadata, and the core commands without TensorFlow."""
+"""The wheel a user installs: recipes inside, metadata, and the core commands without TensorFlow;
+recipes found by name or path from a checkout, an editable install and a wheel."""
 
+import os
 import subprocess
+import sys
 import zipfile
 from email.parser import Parser
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from img2imu_jax import __version__
 
@@ -31,8 +36,11 @@ def test_the_wheel_holds_the_recipes_licence_and_a_tensorflow_free_core(installe
         names = wheel.namelist()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = Parser().parsestr(wheel.read(metadata).decode())
-    assert {"img2imu_jax/configs/demo.py", "img2imu_jax/configs/img2imu_paper.py",
-            "img2imu_jax/py.typed"} <= set(names)
+    root = Path(__file__).resolve().parents[1]
+    modules = {p.relative_to(root).as_posix() for p in (root / "img2imu_jax").rglob("*.py")}
+    recipes = {f"img2imu_jax/configs/{p.name}" for p in (root / "configs").glob("*.py")}
+    assert {"img2imu_jax/configs/img2imu_paper.py", "img2imu_jax/py.typed"} <= set(names)
+    assert modules | recipes <= set(names), sorted(modules | recipes - set(names))
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert meta["License-Expression"] == "Apache-2.0" and meta["Version"] == __version__
     core = [r for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
@@ -75,3 +83,35 @@ def test_spectrogram_without_tensorflow_and_pretrain_names_the_extra(installed_w
     assert result.stderr.strip().splitlines() == [
         "img2imu pretrain: error: needs the pretrain extra (module 'tensorflow_datasets' is not "
         "installed): pip install 'img2imu-jax[pretrain]'"]
+
+
+def _recipe_used(command: list[str], *, env: dict, cwd: Path, config: str) -> str:
+    """The recipe file `img2imu pretrain --config CONFIG` loads, read from the error that an
+    unknown key raises before anything is built."""
+    result = subprocess.run([*command, "pretrain", "--config", config, "--workdir", "w",
+                             "--config.no_such_key=1"], capture_output=True, text=True, env=env,
+                            cwd=cwd)
+    assert result.returncode == 1, result.stderr
+    prefix = "img2imu pretrain: error: "
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith(prefix)]
+    return line.removeprefix(prefix).partition(": unknown config key")[0]
+
+
+@pytest.mark.parametrize("config", ["img2imu_paper", "configs/img2imu_paper.py"])
+def test_a_recipe_is_found_by_name_or_path_wherever_the_package_is(
+        config, installed_wheel, editable_install):
+    root = editable_install["root"]
+    checkout_env = {**editable_install["env"], "PYTHONPATH": str(root)}
+    checkout = _recipe_used([sys.executable, "-m", "img2imu_jax.cli"], env=checkout_env, cwd=root,
+                            config=config)
+    assert Path(root, checkout).resolve() == root / "configs" / "img2imu_paper.py"
+
+    editable = _recipe_used([str(editable_install["img2imu"])], env=editable_install["env"],
+                            cwd=editable_install["cwd"], config=config)
+    assert Path(editable) == root / "configs" / "img2imu_paper.py"
+
+    wheel = _recipe_used([str(installed_wheel["img2imu"])], env=installed_wheel["env"],
+                         cwd=installed_wheel["cwd"], config=config)
+    site = Path(os.path.commonpath([installed_wheel["python"].parents[1], wheel]))
+    assert site == installed_wheel["python"].parents[1]  # the venv's copy, not the checkout's
+    assert Path(wheel).as_posix().endswith("site-packages/img2imu_jax/configs/img2imu_paper.py")

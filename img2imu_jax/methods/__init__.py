@@ -8,7 +8,7 @@ optimizer and then `Method.after_update`; it never asks which method it runs.
 Adding a method is one new file and a config. BYOL, say, would be `methods/byol.py` with a
 `Byol(Method)` whose `build` adds the predictor (as SimSiam's does), whose `init_extra` holds
 the target network (as MoCo's holds its key encoder), whose `loss` is the regression loss
-and whose `after_update` is the EMA, plus `img2imu_jax/configs/byol.py` setting `method = "byol"` and a
+and whose `after_update` is the EMA, plus `configs/byol.py` setting `method = "byol"` and a
 `config.byol` section with its keys (the EMA rate).
 """
 

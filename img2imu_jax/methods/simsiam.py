@@ -5,7 +5,7 @@ to a prediction, and the loss is the symmetric negative cosine
 `D(h(f(a)), sg(f(b))) / 2 + D(h(f(b)), sg(f(a))) / 2` (`losses.negative_cosine`). As in the
 official code (facebookresearch/simsiam `builder.py`, `main_simsiam.py`), the two views are
 separate forward passes and BatchNorm is synchronised over every device (global BN here).
-`img2imu_jax/configs/simsiam.py` holds its recipe; its augmentations are MoCo v2's set, which SimSiam uses.
+`configs/simsiam.py` holds its recipe; its augmentations are MoCo v2's set, which SimSiam uses.
 
 With no negatives there is no contrastive top-1 to track. The metric is SimSiam's collapse
 indicator (its §4.1, Fig. 2): `output_std`, the per-channel standard deviation over the global

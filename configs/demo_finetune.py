@@ -4,7 +4,7 @@ data that ships with sktime) at laptop scale.
 Linear evaluation at 1, 2, 5 and 10 shots over the paper's full spectrogram grid, and the
 two-phase full fine-tune at 10 shots with a shortened second phase (50 epochs instead of 100)
 so the whole demo stays near ten minutes on two CPU cores. The encoder's depth and width come
-from the pre-training config (img2imu_jax/configs/demo.py).
+from the pre-training config (configs/demo.py).
 
 BasicMotions is recorded at 10 Hz; the paper's protocol resamples every dataset to 50 Hz, so
 everything above 5 Hz (the top 80 % of every image) is the resampling filter's floor, which the

@@ -2,7 +2,7 @@
 small batches (the first stage of `img2imu demo`).
 
 It shows every part working (augmentations, queue, checkpoints, metrics); pre-training worth
-transferring needs ImageNet and the paper's scale (img2imu_jax/configs/img2imu_paper.py).
+transferring needs ImageNet and the paper's scale (configs/img2imu_paper.py).
 """
 
 from img2imu_jax.config import base_config
