@@ -1,4 +1,4 @@
-"""The paper's pre-training (IMG2IMU v2 §III-B, paper.md §3.1): MoCo with a ResNet-18 on ImageNet
+"""The paper's pre-training (IMG2IMU v2 §III-B): MoCo with a ResNet-18 on ImageNet
 squashed to 96 × 128, the sensor-aware augmentations, feature dimension 64, a queue of 4096,
 batch 256, 40 epochs, Adam.
 

@@ -29,7 +29,7 @@ def spans_devices(axis_name: str | None) -> bool:
     """Whether `axis_name` (inside `shard_map`/`pmap`) joins more than one device.
 
     A one-device program skips its collectives: XLA:CPU leaves such all-reduces in the compiled
-    step (51 in the paper recipe's, issue 11), and on a GPU each is still a kernel launch.
+    step (51 in the paper recipe's; benchmarks/RESULTS.md), and on a GPU each is still a kernel launch.
     """
     return axis_name is not None and jax.lax.axis_size(axis_name) > 1
 

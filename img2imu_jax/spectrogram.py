@@ -1,8 +1,8 @@
 """IMU windows → the RGB spectrogram images that IMG2IMU feeds to an image network.
 
-The pipeline is the paper authors' own renderer (docs: paper.md §2.2–2.3): per accelerometer axis
-a Hann STFT with no detrending, one-sided power spectral density, 10·log10, min–max to [0, 1];
-x, y, z become R, G, B; low frequencies sit on the bottom row and time runs along the width; the
+The pipeline is the paper authors' own renderer (tests/test_spectrogram.py checks ours against
+their rendering of their sample window): per accelerometer axis a Hann STFT with no
+detrending, one-sided power spectral density, 10·log10, min–max to [0, 1]; x, y, z become R, G, B; low frequencies sit on the bottom row and time runs along the width; the
 result is resized to 96 × 128 (height × width) with linear interpolation.
 
 Everything here is pure JAX and jittable with the settings static, so the frontend runs on

@@ -16,17 +16,9 @@ paper's batch of 256 makes 8 groups. A group larger than the per-device batch is
 one group over the whole batch (one device, batch ≤ 32) shuffles nothing and logs a warning.
 
 `moco.query_bn` is what the query encoder uses: 'global' (BN over the global batch, as the
-rest of the project) or 'groups' (ghost groups of `bn_group_size` consecutive unshuffled
-examples, MoCo's per-GPU BN). Measured with `benchmarks/shuffle_bn.py` (the paper's recipe
-at width 16, 48 × 64 images, batch 32, groups of 8, queue 256, 100 steps on the 1000-photo
-ImageNet sample, one CPU device; the mean of the InfoNCE losses logged at steps 60, 70, …,
-100, chance ln 257 = 5.55): no Shuffle BN 5.03, Shuffle BN with global queries 5.20, with
-grouped queries 5.25; top-1 stayed near chance (≤ 0.09) for all three. The unshuffled
-pretext gets easier fastest, as the shortcut predicts; the two query choices do not differ
-beyond this run's noise, so the default is 'global', the simpler one, whose queries do not
-depend on the group size.
-Median step time 1.40 s / 1.62 s / 1.47 s on a heavily shared 2-core machine (too noisy to
-price the shuffle). A longer run may still separate them; the switch stays for that.
+rest of the project; the default) or 'groups' (ghost groups of `bn_group_size` consecutive
+unshuffled examples, MoCo's per-GPU BN); benchmarks/RESULTS.md (shuffle_bn.py) has the
+measurement behind the default.
 """
 
 from __future__ import annotations

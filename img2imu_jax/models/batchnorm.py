@@ -2,7 +2,7 @@
 
 Flax's BatchNorm computes its moments from a float32 copy of the input and normalises
 `x - mean` in float32, so autodiff keeps float32 activations for the backward pass: on a 224²
-ResNet-50 view that is 89 of the 130 MB saved per image (XLA memory analysis, issue 11). Here
+ResNet-50 view that is 89 of the 130 MB saved per image (XLA memory analysis, benchmarks/RESULTS.md). Here
 training-mode normalisation is one `jax.custom_vjp`: the forward computes the moments and the
 normalisation in float32 and returns the compute dtype; the backward recomputes `x̂` from the
 saved compute-dtype input, also in float32. Eval mode (running statistics) is Flax's own code.
