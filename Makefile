@@ -5,8 +5,11 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test bench
 
+# The paper authors' sample window, where a shared/ folder sits beside the checkout.
+REFERENCE := ../shared/reference/img2imu_app/jogging.csv
+
 demo: $(INSTALLED)
-	$(VENV)/bin/img2imu demo --workdir demo_out
+	$(VENV)/bin/img2imu demo --workdir demo_out $(if $(wildcard $(REFERENCE)),--reference $(REFERENCE))
 
 # Two workers, whole files each (module fixtures are built once), in the order conftest.py
 # puts them: the longest first.

@@ -100,7 +100,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     args.workdir = args.workdir.resolve()
     photos = photo_folder(args.photos, args.workdir)
-    base = (*METHODS["img2imu"], f"probe.eval_every={args.steps}")
+    base = (*METHODS["img2imu"], f"evals.probe.every={args.steps}")
     runs = {}
     for name in names:
         for seed in args.seeds:

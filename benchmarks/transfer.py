@@ -15,7 +15,7 @@ Shuffle BN + the sensor-aware set, the paper's method), `img2imu_crop` (the same
 augmentations), `simclr` (SimCLR + the sensor-aware set), `simsiam` (SimSiam + its own
 augmentations).
 
-The issue's budget is 20 minutes per pre-training at width 32 on two free CPU cores:
+The budget is 20 minutes per pre-training at width 32 on two free CPU cores:
 
     PYTHONPATH=. .venv/bin/python benchmarks/transfer.py \\
         --photos ../shared/datasets/imagenet_sample_1000/imagenet_sample_1000.tar \\
@@ -99,7 +99,7 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
                  f"batch_size={args.batch}", f"moco.queue_size={args.queue}",
                  f"total_steps={args.steps}", f"checkpoint_every={args.steps}",
                  f"log_every={max(1, args.steps // 20)}", "data.shuffle_buffer=1000",
-                 f"probe.eval_every={max(1, args.steps // 4)}", *method]
+                 f"evals.probe.every={max(1, args.steps // 4)}", *method]
     config = load_config(CONFIGS / "img2imu_paper.py", overrides)
     wall = run_dir / "wall_seconds"  # the training's, kept for a run read back later
     trained_s = float(wall.read_text()) if wall.is_file() else None

@@ -17,7 +17,8 @@ EXTRA_HINT = "pip install 'img2imu-jax[pretrain]'"
 # Libraries whose logging is chatter at the default verbosity.
 CHATTY_LOGGERS = ("absl", "jax", "jax._src", "orbax", "tensorflow", "tensorflow_datasets")
 # Arguments that name files or folders: local or gs://, any other scheme refused up front.
-PATH_ARGUMENTS = ("workdir", "out_dir", "data_dir", "output", "checkpoint", "out", "input")
+PATH_ARGUMENTS = ("workdir", "out_dir", "data_dir", "output", "checkpoint", "out", "input",
+                  "reference")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,8 +241,11 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--quick", action="store_true",
                              help="seconds instead of minutes; the numbers mean nothing")
     demo_parser.add_argument("--configs", default=None, metavar="DIR",
-                             help="folder holding demo.py and demo_finetune.py (default: the bundled "
-                             "recipes, configs/ in a checkout)")
+                             help="folder holding demo.py and demo_finetune.py (default: the "
+                             "bundled recipes, configs/ in a checkout)")
+    demo_parser.add_argument("--reference", default=None, metavar="JOGGING.csv",
+                             help="the paper authors' sample window, their jogging_combined.png "
+                             "beside it: the report compares our rendering with theirs")
     demo_parser.set_defaults(handler=_demo)
     for command_parser in (parser, *commands.choices.values()):
         _add_output_flags(command_parser)
@@ -260,7 +264,8 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from img2imu_jax import demo  # pulls in the trainer and the fine-tune loop
 
-    demo.run(args.workdir, quick=args.quick, configs=args.configs or demo.CONFIGS)
+    demo.run(args.workdir, quick=args.quick, configs=args.configs or demo.CONFIGS,
+             reference_window=args.reference)
 
 
 def _spectrogram(args: argparse.Namespace) -> None:

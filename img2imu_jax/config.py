@@ -10,13 +10,18 @@ import difflib
 import importlib.resources
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 
+from img2imu_jax import evaluators
 from img2imu_jax.augment import make_augment
-from img2imu_jax.imu.registry import DATASETS
+from img2imu_jax.evaluators import imu_fewshot, imu_validation
 from img2imu_jax.methods import METHODS
 from img2imu_jax.models.heads import PRESETS
 from img2imu_jax.optim import OPTIMIZERS, SCALINGS
@@ -126,20 +131,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.grad_chunks = 1
     config.init = ""  # 'torchvision:PATH': the encoder starts from a state_dict on disk
 
-    # The downstream probe (img2imu_jax/probe.py): few-shot macro-F1 of the current encoder on
-    # an IMU dataset's held-out subjects, every `eval_every` steps, at step 0 and at the end.
-    config.probe = ml_collections.ConfigDict()
-    config.probe.eval_every = 1000  # 0 = off
-    config.probe.dataset = "basicmotions"  # any registry dataset; others need data_dir
-    config.probe.data_dir = ""
-    config.probe.shots = (1, 10)
-    config.probe.folds = 5
-    config.probe.seed = 0
-    config.probe.seconds = 5.0
-    config.probe.sample_rate = 50.0
-    config.probe.nfft = 64  # one spectrogram setting (gap 8): the probe compares steps
-    config.probe.noverlap = 56
-    config.probe.ridges = (1e-3, 1e-2, 1e-1, 1.0)  # × mean squared feature norm; per fold
+    # Evaluators run while pre-training (img2imu_jax/evaluators/): few-shot macro-F1 of the
+    # current encoder on BasicMotions' held-out subjects, and (once given data_dir) on WISDM
+    # 2019's validation subjects; logged as <name>/f1_<n>shot.
+    config.evals = ml_collections.ConfigDict()
+    config.evals.probe = imu_fewshot.default_config()
+    config.evals.val_probe = imu_validation.default_config()
 
     # ---- Observing a run (may change on resume; see run_info.OBSERVATION_KEYS).
     config.profile_steps = (0, 0)  # (first step, count): a jax.profiler trace; count 0 = off
@@ -168,39 +165,43 @@ def load_config(
         raise ValueError(f"{path} has no get_config()")
     config = module.get_config()
     for override in overrides:
-        _apply_override(config, override, path)
+        config = _apply_override(config, override, path)
     (checks or validate)(config)
     return config
 
 
-def _apply_override(config: ml_collections.ConfigDict, override: str, path: str) -> None:
+def _apply_override(config: ml_collections.ConfigDict, override: str,
+                    path: str) -> ml_collections.ConfigDict:
+    """`config` with one `key.sub=value` override applied by ml_collections' own flag parsing
+    (`config_flags`: the value parsed by the type of the value it replaces, an unknown key
+    refused with a suggestion). Ours does only what that cannot: add a new key under one of
+    `OPEN_KEYS` (whose owner checks the names), its value read as a Python literal or else as
+    text."""
     key, sep, text = override.partition("=")
     if not sep:
         raise ValueError(f"override {override!r} must look like key.sub=value")
-    *parents, leaf = key.split(".")
-    node = config
-    for depth, name in enumerate(parents + [leaf]):
-        known = list(node.keys())
-        if name not in known and not (depth == len(parents) and ".".join(parents) in OPEN_KEYS):
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
-            raise ValueError(f"{path}: unknown config key {key!r}{hint}")
-        if depth < len(parents):
-            node = node[name]
+    parent, _, leaf = key.rpartition(".")
+    if parent in OPEN_KEYS:
+        try:
+            config[parent][leaf] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            config[parent][leaf] = text
+        return config
+    argv = ["img2imu", f"--config.{override}"]
+    flag_values = flags.FlagValues()
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    current = node.get(leaf)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if current is not None and not isinstance(value, type(current)):
-        raise ValueError(
-            f"{path}: {key} must be {type(current).__name__} like {current!r}; got {text!r}"
-        )
-    node[leaf] = value
+        config_flags.DEFINE_config_dict("config", config, flag_values=flag_values,
+                                        sys_argv=argv, lock_config=False)
+        flag_values(argv)
+    except (AttributeError, KeyError) as error:  # an unknown key, with ml_collections' hint
+        hint = re.search(r'Did you mean "[^"]+"', str(error))
+        raise ValueError(f"{path}: unknown config key {key!r}"
+                         + (f"; d{hint.group()[1:]}?" if hint else "")) from None
+    except flags.Error as error:
+        current = config_path.get_value(key, config)
+        raise ValueError(f"{path}: {key} must be {type(current).__name__} like {current!r}; got "
+                         f"{text!r} ({error})") from None
+    return flag_values.config
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -258,19 +259,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except ValueError as error:
         raise ValueError(f"invalid config: augment: {error}") from None
 
-    _validate_probe(config.probe)
+    evaluators.validate(config.evals)
     torchvision_init(config.get("init", ""))
-
-
-def _validate_probe(probe: ml_collections.ConfigDict) -> None:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(f"invalid config: probe.{message}")
-
-    check(probe.eval_every >= 0, f"eval_every must be >= 0 (0 = off); got {probe.eval_every}")
-    check(probe.dataset in DATASETS, f"dataset must be one of {DATASETS}; got {probe.dataset!r}")
-    check(bool(probe.shots) and min(probe.shots) >= 1, f"shots must be >= 1; got {probe.shots}")
-    check(probe.folds >= 3, f"folds must be >= 3; got {probe.folds}")
-    check(0 <= probe.noverlap < probe.nfft,
-          f"noverlap must be in [0, nfft={probe.nfft}); got {probe.noverlap}")
-    check(bool(probe.ridges) and min(probe.ridges) > 0, f"ridges must be > 0; got {probe.ridges}")

@@ -38,12 +38,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 from img2imu_jax import compile_cache, optim, run_info
 from img2imu_jax.augment import make_augment
 from img2imu_jax.checkpoint import Checkpointer, abstract_like
+from img2imu_jax.evaluators import Evaluators
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.methods import Method, get_method
 from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.paths import user_path
-from img2imu_jax.probe import Probe
 from img2imu_jax.profiling import StepProfiler
 from img2imu_jax.torch_weights import initialise_encoder
 from img2imu_jax.spectrogram import normalize_imagenet
@@ -105,10 +105,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     stop = _PreemptionWatch()
     report = _Reporter(writer, workdir, config, total_steps, progress)
     in_flight: collections.deque[tuple[int, dict]] = collections.deque()
-    # The downstream probe reads the state between steps and never writes it (process 0).
-    probe = Probe(config) if config.probe.eval_every and jax.process_index() == 0 else None
-    if probe is not None and start == 0:
-        report.probe(0, probe(state["model"]["encoder"]))  # the random-init reference
+    # Evaluators (config.evals) read the state between steps and never write it (process 0).
+    evals = Evaluators(config) if jax.process_index() == 0 else None
+    if evals and start == 0:
+        report.probe(0, evals.run(state, 0, total_steps))  # the random-init reference
     with ImageBatches(host, mesh, prefetch=config.data.prefetch) as batches:
         for step in range(start + 1, total_steps + 1):
             profiler.before(step)
@@ -117,14 +117,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             in_flight.append((step, device_metrics))
             if len(in_flight) > config.steps_in_flight:  # the host stays this many steps ahead
                 report.add(*in_flight.popleft())
-            probing = probe is not None and probe.due(step, total_steps)
+            probing = bool(evals) and evals.due(step, total_steps)
             preempted = stop.requested(step)
             saving = step % config.checkpoint_every == 0 or step == total_steps or preempted
             if probing or saving:
                 while in_flight:  # every step up to here is checked before a probe or a save
                     report.add(*in_flight.popleft())
                 report.flush(force_log=True,
-                             extra=probe(state["model"]["encoder"]) if probing else None)
+                             extra=evals.run(state, step, total_steps) if probing else None)
             if saving:
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
@@ -238,7 +238,7 @@ def per_device_step(
             "loss": pmean(loss, DATA_AXIS),
             **{name: pmean(value, DATA_AXIS) for name, value in method_metrics.items()},
             "learning_rate": schedule(step),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         new_state = {"model": nnx.merge_state(new_params, new_stats), "opt_state": opt_state,
                      "train": new_train}
@@ -265,7 +265,7 @@ def shard_step(step_fn, mesh: jax.sharding.Mesh):
 def _assert_replicas_agree(state: dict) -> None:
     """Every process must hold the same parameters; a silent divergence would poison the run."""
     if jax.process_count() > 1:
-        fingerprint = np.asarray(jax.device_get(optax.global_norm(state["model"])))
+        fingerprint = np.asarray(jax.device_get(optax.tree.norm(state["model"])))
         multihost_utils.assert_equal(fingerprint, "processes hold different model parameters")
 
 
@@ -329,8 +329,8 @@ class _Reporter:
 
     def flush(self, *, force_log: bool = False, extra: dict[str, float] | None = None) -> None:
         """Fetches the pending steps; logs the last of them (with `extra`, the probe's row)."""
-        if extra:  # the probe ran after the last step: its time is not step time
-            self.timer.exclude(extra.get("probe/seconds", 0.0))
+        if extra:  # the evaluators ran after the last step: their time is not step time
+            self.timer.exclude(sum(v for k, v in extra.items() if k.endswith("/seconds")))
         if not self.pending:
             if extra:  # that step was logged already
                 self._write(self.last_step, dict(extra))
@@ -365,11 +365,11 @@ class _Reporter:
         if "loss" in metrics:
             shown = "".join(f", {label} {metrics[name]:.3f}" for name, label in self.progress)
             parts.append(f"loss {metrics['loss']:.4f}{shown}, lr {metrics['learning_rate']:.2e}")
-        probe = [f"{name.removeprefix('probe/f1_')} {100 * value:.1f}"
-                 for name, value in metrics.items()
-                 if name.startswith("probe/f1_")]
-        if probe:
-            parts.append(f"probe macro-F1 % {' / '.join(probe)}")
+        for evaluator in dict.fromkeys(name.partition("/")[0] for name in metrics
+                                       if "/f1_" in name):
+            scores = [f"{name.partition('/f1_')[2]} {100 * value:.1f}"
+                      for name, value in metrics.items() if name.startswith(f"{evaluator}/f1_")]
+            parts.append(f"{evaluator} macro-F1 % {' / '.join(scores)}")
         speed = ""
         if "step_time_s" in metrics:
             left = int(metrics["step_time_s"] * (self.total - step))

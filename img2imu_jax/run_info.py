@@ -28,7 +28,7 @@ RUN_FILE = "run.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets",
             "img2imu-jax")
 OBSERVATION_KEYS = ("log_every", "profile_steps", "compilation_cache_dir")
-OBSERVATION_PREFIXES = ("wandb.",)
+OBSERVATION_PREFIXES = ("wandb.", "evals.")  # evaluators read the state, never write it
 
 
 def stamp(workdir: epath.Path, config: ml_collections.ConfigDict, *, resuming: bool,

@@ -32,12 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """The paper authors' sample window and rendering (shared/ beside the checkout), or skip."""
-    from img2imu_jax.demo import find_reference_window
-
-    try:
-        return find_reference_window(Path(__file__).parent).parent
-    except ValueError:
-        pytest.skip("shared/reference/img2imu_app is not beside this checkout")
+    folder = Path(__file__).resolve().parents[2] / "shared" / "reference" / "img2imu_app"
+    if not (folder / "jogging.csv").is_file():
+        pytest.skip(f"{folder} (the authors' sample window) is not beside this checkout")
+    return folder
 
 
 def _fresh_venv(base: Path, env: dict) -> Path:
@@ -81,11 +79,18 @@ def installed_wheel(tmp_path_factory) -> dict:
     import subprocess
     import sys
 
+    import shutil
+
     root = Path(__file__).resolve().parents[1]
     base = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # Built from a copy: pip builds a local folder in place, and setuptools never empties the
+    # build/ it leaves there, so a module deleted since would ship again.
+    source = base / "source"
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "demo_out", "runs", "out", "shared"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(base / "dist"), str(root)],
+                    "--no-build-isolation", "--wheel-dir", str(base / "dist"), str(source)],
                    check=True, capture_output=True, text=True, env=env, cwd=base)
     (wheel,) = (base / "dist").glob("img2imu_jax-*.whl")
     python = _fresh_venv(base, env)

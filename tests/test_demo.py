@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from img2imu_jax import cli, demo
+from img2imu_jax.reports.demo import reference_check
 
 REPORT_FILES = {"report.md", "metrics.json", "pretrain_loss.png", "f1_vs_shots.png",
                 "confusion.png", "spectrograms.png", "spectrogram_axes.png", "augment_img2imu.png",
@@ -36,13 +37,17 @@ def test_quick_demo_writes_every_report_file(quick_demo):
     assert {p.name for p in report.glob("*.png")} <= set(
         re.findall(r"\(([^)]+\.png)\)", markdown)) | {"reference_ours.png"}
     assert "| random init |" in markdown and "full fine-tune" in markdown
-    assert "probe while pre-training" in markdown
+    assert "probes while pre-training" in markdown
+    assert "`probe`: few-shot macro-F1 on basicmotions's held-out test" in markdown
+    assert "`val_probe`: few-shot macro-F1 on basicmotions's validation" in markdown
     assert "not a replication" in markdown  # the honest reading of tiny-scale numbers
 
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["pretraining"]) == set(demo.ENCODERS)
     for run in metrics["pretraining"].values():
         assert np.isfinite(run["last_loss"]) and Path(run["workdir"]).is_dir()
+        assert set(run["evals"]) == {"probe", "val_probe"}  # both evaluators, step 0 and the end
+        assert all(set(by_step) == {"0", "2"} for by_step in run["evals"].values())
     results = metrics["evaluation"]["results"]
     assert set(results) == {"linear", "finetune"}
     assert set(results["linear"]) == set(demo.ENCODERS) | {demo.RANDOM}
@@ -71,8 +76,7 @@ def test_demo_without_its_recipes_says_where_they_should_be(tmp_path, capsys):
     assert "demo.py not found" in capsys.readouterr().err
 
 
-def test_reference_rendering_matches_the_authors(reference_dir, tmp_path, monkeypatch):
-    monkeypatch.chdir(reference_dir)
-    check = demo.reference_check(tmp_path)
+def test_reference_rendering_matches_the_authors(reference_dir, tmp_path):
+    check = reference_check(tmp_path, reference_dir / "jogging.csv")
     assert min(check["pearson_rgb"]) >= 0.99
     assert (tmp_path / check["image"]).is_file()

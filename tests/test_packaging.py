@@ -40,7 +40,7 @@ def test_the_wheel_holds_the_recipes_licence_and_a_tensorflow_free_core(installe
     modules = {p.relative_to(root).as_posix() for p in (root / "img2imu_jax").rglob("*.py")}
     recipes = {f"img2imu_jax/configs/{p.name}" for p in (root / "configs").glob("*.py")}
     assert {"img2imu_jax/configs/img2imu_paper.py", "img2imu_jax/py.typed"} <= set(names)
-    assert modules | recipes <= set(names), sorted(modules | recipes - set(names))
+    assert {n for n in names if n.endswith(".py")} == modules | recipes  # each, and no other
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert meta["License-Expression"] == "Apache-2.0" and meta["Version"] == __version__
     core = [r for r in meta.get_all("Requires-Dist") if "extra ==" not in r]

@@ -20,7 +20,8 @@ from tests.gcs_emulator import gcs  # noqa: F401  (the fixture)
 from img2imu_jax.config import RECIPES as CONFIGS
 TINY = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
         "data.shuffle_buffer=32", "total_steps=1", "checkpoint_every=1", "log_every=1",
-        "compilation_cache_dir=''", "method=simclr", "model.head=simclr", "probe.eval_every=0"]
+        "compilation_cache_dir=", "method=simclr", "model.head=simclr", "evals.probe.every=0",
+        "evals.val_probe.every=0"]
 
 
 @pytest.mark.parametrize("argv", [

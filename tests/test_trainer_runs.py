@@ -26,7 +26,7 @@ SMALL = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queu
          "data.shuffle_buffer=32"]
 # The straight run probes at steps 0, 4 and 8; every other run has the probe off, so the
 # resumed runs matching it bit for bit also shows that the probe leaves training unchanged.
-PROBED = ("probe.eval_every=4", "probe.folds=3")
+PROBED = ("evals.probe.every=4", "evals.probe.folds=3")
 
 
 def run_pretrain(workdir: Path, *overrides: str, wait: bool = True, devices: int = 8,
@@ -34,7 +34,8 @@ def run_pretrain(workdir: Path, *overrides: str, wait: bool = True, devices: int
     command = [sys.executable, "-m", "img2imu_jax.cli", "pretrain", "--config",
                str(CONFIGS / "demo.py"), "--workdir", str(workdir), *extra,
                *[f"--config.{o}" for o in SMALL + ["total_steps=8", "checkpoint_every=2",
-                                                   "log_every=1", "probe.eval_every=0",
+                                                   "log_every=1", "evals.probe.every=0",
+                                                   "evals.val_probe.every=0",
                                                    "data.data_dir=" + str(DATA_DIR), *overrides]]]
     # Later runs reuse the first run's compiled programs: the same executables, sooner.
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",

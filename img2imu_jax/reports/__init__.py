@@ -213,11 +213,17 @@ def save_figure(plt, figure, path: str | os.PathLike) -> None:
 
 
 def plot_probe_curves(runs: dict[str, list[dict]], path: str | os.PathLike) -> None:
-    """The pre-training probe's few-shot macro-F1 against step, a panel per shot count: a line
-    per run (its `metrics.jsonl` rows) and, dashed, step 0's random-init encoder."""
+    """The pre-training evaluators' few-shot macro-F1 (`<evaluator>/f1_<n>shot`) against step,
+    a panel per evaluator and shot count: a line per run (its `metrics.jsonl` rows) and,
+    dashed, step 0's random-init encoder."""
     plt = pyplot()
-    names = sorted({k for rows in runs.values() for row in rows for k in row
-                    if k.startswith("probe/f1_")}, key=lambda k: int(k[9:-4]))
+
+    def order(name: str) -> tuple[str, int]:
+        evaluator, _, shots = name.partition("/f1_")
+        return evaluator, int(shots.removesuffix("shot"))
+
+    names = sorted({k for rows in runs.values() for row in rows for k in row if "/f1_" in k},
+                   key=order)
     figure, axes = plt.subplots(1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.4),
                                 squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -229,6 +235,6 @@ def plot_probe_curves(runs: dict[str, list[dict]], path: str | os.PathLike) -> N
                     ax.axhline(points[0][1], color=line.get_color(), linestyle="--",
                                linewidth=0.8)
         ax.set(xlabel="pre-training step", ylabel="macro-F1 (%)",
-               title=f"probe, {name[9:-4]}-shot (dashed: random init)")
+               title=f"{order(name)[0]}, {order(name)[1]}-shot (dashed: random init)")
         ax.legend(fontsize=7)
     save_figure(plt, figure, path)
