@@ -7,8 +7,10 @@
   inside, so a phone app needs no frontend of its own. Its description (classes, the
   `classifier.json` fields, the input contract) is written beside it as JSON.
 
-The LiteRT path converts through TensorFlow (`jax2tf` graph lowering, which TFLite's converter
-turns into built-in ops only): the spectrogram is a strided convolution, no FFT op is needed.
+The LiteRT path is the one LiteRT documents for JAX: `jax2tf.convert` with its native
+serialisation (the function as StableHLO inside a TensorFlow function), then TensorFlow's
+TFLite converter, which lowers it to built-in ops only: the spectrogram is a strided
+convolution, no FFT op is needed.
 """
 
 from __future__ import annotations
@@ -160,12 +162,13 @@ def _quantised(converter, frontend_converter, windows: np.ndarray) -> bytes:
 
 
 def _tflite_converter(function: Callable[[jax.Array], jax.Array], shape: tuple[int, ...]):
-    """A TFLite converter of `function` on float32 `shape`, through jax2tf's graph lowering."""
+    """A TFLite converter of `function` on float32 `shape`, through jax2tf (native
+    serialisation, StableHLO) and a TensorFlow concrete function."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
     graph = tf.function(
-        jax2tf.convert(function, native_serialization=False, with_gradient=False),
+        jax2tf.convert(function, with_gradient=False),
         autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32, name="window")])
     return tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()],
                                                            graph)

@@ -188,5 +188,5 @@ def write_state_dict(stem: str | os.PathLike, state_dict: Mapping[str, np.ndarra
     except ImportError:
         return written
     written.append(stem.with_suffix(".pt"))
-    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()}, written[1])
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, written[1])
     return written

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 # Where the bench extra is installed, torchvision is imported before anything loads TensorFlow:
 # importing torchvision (its triton) after TensorFlow and JAX segfaults the process (measured
-# with torch 2.14.1, tensorflow-cpu 2.21), while the other order works. CI has no torch.
+# with torch 2.14.1, tensorflow-cpu 2.21), while the other order works.
 if importlib.util.find_spec("torchvision") is not None:
     import torchvision  # noqa: E402, F401
 
@@ -52,7 +52,8 @@ def _fresh_venv(base: Path, env: dict) -> Path:
     purelib = subprocess.run([str(python), "-c", "import sysconfig; "
                               "print(sysconfig.get_paths()['purelib'])"], check=True,
                              capture_output=True, text=True, env=env).stdout.strip()
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+            *(p for p in sys.path if Path(p).name == "site-packages")}  # .pth-added ones too
     Path(purelib, "dev_site_packages.pth").write_text("\n".join(sorted(ours)) + "\n")
     return python
 

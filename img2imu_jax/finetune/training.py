@@ -265,7 +265,7 @@ def full_finetune(
 
 def head_classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], seed: int) -> Classifier:
     classifier = Classifier(encoder, head[0].shape[1], rngs=nnx.Rngs(seed))
-    classifier.head.kernel.value, classifier.head.bias.value = head
+    classifier.head.kernel[...], classifier.head.bias[...] = head
     return classifier
 
 
