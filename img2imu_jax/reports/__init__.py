@@ -4,6 +4,7 @@ datasets, F1 against shots (its Figure 7) and confusion matrices.
 Everything reads the `results.json` record that `finetune.results.run` writes, so a report can be
 rebuilt, or datasets combined, without re-running anything:
 `record["results"][mode][encoder][str(n)]` holds `f1` (per fold), `mean`, `std`, `confusion`.
+`reports.demo` writes the demo's whole report from these pieces.
 """
 
 from __future__ import annotations
