@@ -128,6 +128,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             if saving:
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
+                writer.flush()  # metrics.jsonl on gs:// is uploaded in batches (see writers)
             if preempted:
                 log.info("preempted: saved step %d, exiting", step)
                 break
