@@ -129,6 +129,8 @@ def base_config() -> ml_collections.ConfigDict:
     # ---- Observing a run (may change on resume; see run_info.OBSERVATION_KEYS).
     config.profile_steps = (0, 0)  # (first step, count): a jax.profiler trace; count 0 = off
     config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
+    # Several processes: one silent this long (killed, host lost) ends the others (multihost.py).
+    config.peer_timeout_s = 60.0
     config.wandb = ml_collections.ConfigDict()
     config.wandb.mode = ""  # '' = off; 'online' or 'offline' (needs the wandb extra)
     config.wandb.project = "img2imu"
@@ -173,6 +175,8 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.model.depth = 18
     config.model.width = 64
     config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
+    # Several processes: one silent this long (killed, host lost) ends the others (multihost.py).
+    config.peer_timeout_s = 60.0
     # 'torchvision:PATH': also evaluate an encoder from a torchvision state_dict on disk (the
     # paper's "ImageNet-supervised" row with torchvision's ImageNet weights)
     config.init = ""
