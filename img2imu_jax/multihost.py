@@ -9,7 +9,8 @@
   Python function (measured). So every process also beats through the service's key-value
   store and watches the others' beats, with JAX's heartbeat timeout set longer as a backstop.
   When process 0 dies, the service dies with it and JAX aborts the others at once (within
-  ~1 s, measured); that native report is the one case this module cannot replace.
+  2 s, measured); that native report is the one case this module cannot replace (benchmarks/
+  RESULTS.md, "Several processes under faults", has what else was tried).
 - `PreemptionWatch`: SIGTERM stops training at a step boundary; on several processes, at the
   same step on all of them, whichever processes got the signal.
 """
