@@ -309,22 +309,31 @@ def _pretrain(args: argparse.Namespace) -> None:
     from img2imu_jax.images.sources import check_source  # TensorFlow loads only when needed
 
     check_source(config.data.dataset, config.data.data_dir or None)
-    if args.coordinator:
-        import jax
+    peers = None
+    if args.coordinator or args.distributed:
+        from img2imu_jax import multihost
+        from img2imu_jax.checkpoint import CHECKPOINTS
 
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
-                                   process_id=args.process_id,
-                                   local_device_ids=args.local_device_ids)
-    elif args.distributed:
-        import jax
-
-        jax.distributed.initialize(local_device_ids=args.local_device_ids)
+        explicit = bool(args.coordinator)  # else JAX finds them (TPU VMs, SLURM)
+        peers = multihost.initialize(
+            args.coordinator, num_processes=args.num_processes if explicit else None,
+            process_id=args.process_id if explicit else None,
+            local_device_ids=args.local_device_ids, peer_timeout_s=config.peer_timeout_s,
+            checkpoint_dir=user_path(args.workdir) / CHECKPOINTS)
     elif args.local_device_ids is not None:
         raise ValueError("--local-device-ids needs --distributed or --coordinator")
+    import jax
+
     from img2imu_jax.pretrain import train
 
-    metrics = train(config, args.workdir, allow_config_change=args.allow_config_change)
+    try:
+        metrics = train(config, args.workdir, allow_config_change=args.allow_config_change)
+    except jax.errors.JaxRuntimeError:  # on several processes, mostly a collective that lost a peer
+        if peers is not None:
+            peers.await_verdict()
+        raise
+    if peers is not None:
+        peers.finish()
     print(f"done: {args.workdir} (last metrics: " + ", ".join(
         f"{k} {v:.4g}" for k, v in metrics.items()) + ")")
 

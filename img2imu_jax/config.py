@@ -141,6 +141,8 @@ def base_config() -> ml_collections.ConfigDict:
     # ---- Observing a run (may change on resume; see run_info.OBSERVATION_KEYS).
     config.profile_steps = (0, 0)  # (first step, count): a jax.profiler trace; count 0 = off
     config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
+    # Several processes: one silent this long (killed, host lost) ends the others (multihost.py).
+    config.peer_timeout_s = 60.0
     config.wandb = ml_collections.ConfigDict()
     config.wandb.mode = ""  # '' = off; 'online' or 'offline' (needs the wandb extra)
     config.wandb.project = "img2imu"

@@ -20,8 +20,6 @@ import dataclasses
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -42,6 +40,7 @@ from img2imu_jax.evaluators import Evaluators
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
 from img2imu_jax.methods import Method, get_method
+from img2imu_jax.multihost import PreemptionWatch
 from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.paths import user_path
 from img2imu_jax.profiling import StepProfiler
@@ -102,7 +101,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        shuffle_buffer=config.data.shuffle_buffer, state=data_state)
     writer = training_writer(workdir, config, resumed_step=start)
     profiler = StepProfiler(workdir, config.profile_steps)
-    stop = _PreemptionWatch()
+    stop = PreemptionWatch(start)
     report = _Reporter(writer, workdir, config, total_steps, progress)
     in_flight: collections.deque[tuple[int, dict]] = collections.deque()
     # Evaluators (config.evals) read the state between steps and never write it (process 0).
@@ -128,6 +127,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             if saving:
                 _assert_replicas_agree(state)
                 checkpoints.save(step, state, _data_positions(batches.state()), force=True)
+                writer.flush()  # metrics.jsonl on gs:// is uploaded in batches (see writers)
             if preempted:
                 log.info("preempted: saved step %d, exiting", step)
                 break
@@ -376,19 +376,3 @@ class _Reporter:
             speed = (f", {metrics['images_per_s_per_device']:.0f} img/s/device, ETA "
                      f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
         print(f"step {step}/{self.total}: {', '.join(parts)}{speed}", flush=True)
-
-
-class _PreemptionWatch:
-    """SIGTERM (or JAX's multi-host preemption notice) → stop at the next step boundary."""
-
-    def __init__(self):
-        self.flag = threading.Event()
-        self.previous = signal.signal(signal.SIGTERM, lambda *_: self.flag.set())
-
-    def requested(self, step: int) -> bool:
-        if jax.process_count() > 1:
-            return multihost_utils.reached_preemption_sync_point(step)
-        return self.flag.is_set()
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self.previous)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets",
             "img2imu-jax")
-OBSERVATION_KEYS = ("log_every", "profile_steps", "compilation_cache_dir")
+OBSERVATION_KEYS = ("log_every", "profile_steps", "compilation_cache_dir", "peer_timeout_s")
 OBSERVATION_PREFIXES = ("wandb.", "evals.")  # evaluators read the state, never write it
 
 

@@ -46,15 +46,38 @@ def test_local_device_ids_need_a_distributed_run(tmp_path, capsys):
         cli.main(argv + ["--local-device-ids", "0,0"])
 
 
-def test_metrics_lines_are_rewritten_whole_and_a_resume_drops_repeated_steps(tmp_path):
+def test_local_metrics_lines_are_appended_and_a_resume_drops_repeated_steps(tmp_path):
     path = epath.Path(tmp_path) / "metrics.jsonl"
     first = writers.JsonLinesWriter(path)
     for step in (1, 2, 3):
         first.write_scalars(step, {"loss": 1.0 / step})
     resumed = writers.JsonLinesWriter(path, resumed_step=2)  # the run restarts from step 2
+    assert [line["step"] for line in read(path)] == [1, 2]
+    with path.open("a") as file:  # a line the writer never saw: a rewrite would drop it
+        file.write('{"step": 2, "note": 1.0}\n')
     resumed.write_scalars(3, {"loss": 0.5})
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(line["step"], line["loss"]) for line in lines] == [(1, 1.0), (2, 0.5), (3, 0.5)]
+    assert [(line["step"], line.get("loss")) for line in read(path)] == [
+        (1, 1.0), (2, 0.5), (2, None), (3, 0.5)]
+
+
+def test_metrics_on_gs_are_uploaded_in_batches_and_at_each_flush(gcs):  # noqa: F811
+    path = epath.Path(gcs) / "batched" / "metrics.jsonl"
+    writer = writers.JsonLinesWriter(path, remote_batch=3)
+    seen = []
+    for step in range(1, 8):
+        writer.write_scalars(step, {"loss": float(step)})
+        seen.append([line["step"] for line in read(path)] if path.exists() else [])
+    # One upload per 3 lines: steps 1-2 wait, 3 writes 1-3, 6 writes 1-6.
+    assert seen == [[], [], [1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3, 4, 5, 6],
+                    [1, 2, 3, 4, 5, 6]]
+    writer.flush()  # the trainer flushes at every checkpoint
+    assert [line["step"] for line in read(path)] == list(range(1, 8))
+    # A crash now loses nothing; a resume from step 5 keeps 1-5 and continues.
+    resumed = writers.JsonLinesWriter(path, resumed_step=5, remote_batch=3)
+    assert [line["step"] for line in read(path)] == [1, 2, 3, 4, 5]
+    resumed.write_scalars(6, {"loss": 0.0})
+    resumed.close()
+    assert [line["step"] for line in read(path)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_config_diff_names_changed_added_and_removed_keys_but_not_observation_keys():
@@ -112,7 +135,7 @@ def test_pretraining_on_gs_checkpoints_logs_stamps_and_resumes(gs_run):
     assert [line["step"] for line in after_first] == [1]
     assert after_first[-1]["loss"] == pytest.approx(first["loss"])
     lines = read(workdir / "metrics.jsonl")
-    assert [line["step"] for line in lines] == [1, 2]  # rewritten whole: no append on GCS
+    assert [line["step"] for line in lines] == [1, 2]
     assert lines[:1] == after_first
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()
                   if p.name.isdigit()) == ["1", "2"]

@@ -1,11 +1,13 @@
 """Whole pre-training runs, as `img2imu pretrain` subprocesses: a run writes checkpoints, metrics
 and the probe's rows; SIGTERM saves and exits 0; a real kill and two resumes end bit-identical
-to a straight run; two processes match one; a non-finite loss stops at its step."""
+to a straight run; two processes match one, and survive preemptions and a dead peer across
+relaunches; a non-finite loss stops at its step."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,14 +51,16 @@ def run_pretrain(workdir: Path, *overrides: str, wait: bool = True, devices: int
     return process
 
 
-def final_state(workdir: Path):
-    step_dirs = sorted((workdir / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name))
+def final_state(workdir: Path, step: int | None = None):
+    """(step, state, data) of the newest checkpoint, or of `step`."""
+    step_dirs = sorted((p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()),
+                       key=lambda p: int(p.name))
     checkpoints = Checkpointer(workdir, save_every=1)
     import orbax.checkpoint as ocp
 
     tree = ocp.PyTreeCheckpointHandler().metadata(step_dirs[-1] / "state").tree
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    step, state, data = checkpoints.restore(abstract_like(tree, one))
+    step, state, data = checkpoints.restore(abstract_like(tree, one), step=step)
     checkpoints.close()
     return step, jax.device_get(state), data
 
@@ -165,50 +169,125 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_processes_on_localhost_match_one_process(tmp_path):
-    """2 processes × 2 CPU devices (gloo collectives) against 1 process × 4 devices.
+# Two processes × 2 CPU devices over loopback (gloo collectives). Every image is the same photo,
+# so each process's share makes the same global batch whatever order it is read in, as one
+# process's does: the pair can be compared with one process. SGD: parameter differences stay
+# proportional to gradient differences (Adam's normalised steps would turn rounding in
+# near-zero gradients into full-size steps). Every checkpoint is kept.
+PAIR = ("optim.name=sgd", "optim.base_lr=0.05", "total_steps=12", "keep_checkpoints=12",
+        "peer_timeout_s=3")
 
-    Every image is the same photo, so each process's share makes the same global batch
-    whatever order it is read in; the trainer checks at every checkpoint that both processes
-    hold identical parameters.
-    """
+
+def launch_pair(workdir: Path, photos: Path, *overrides: str) -> list[subprocess.Popen]:
+    port = free_port()
+    return [run_pretrain(workdir, *PAIR, f"data.dataset={photos}", *overrides, wait=False,
+                         devices=2,
+                         extra=["--coordinator", f"localhost:{port}", "--num-processes", "2",
+                                "--process-id", str(i)])
+            for i in range(2)]
+
+
+def outputs(processes: list[subprocess.Popen]) -> list[str]:
+    return [process.communicate(timeout=600)[0] for process in processes]
+
+
+def preempted_step(output: str) -> int:
+    return int(re.search(r"preempted: saved step (\d+), exiting", output).group(1))
+
+
+@pytest.fixture(scope="module")
+def straight_pair(tmp_path_factory):
+    """A pair run to its end, checkpointing every step, and the photos it read."""
     from PIL import Image
 
     from img2imu_jax.images.sources import bundled_photo_paths
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
+    photos = tmp_path_factory.mktemp("photos")
     photo = Image.open(next(p for p in bundled_photo_paths() if p.stem == "coffee"))
     for i in range(32):
         photo.convert("RGB").save(photos / f"coffee{i:02d}.jpg")
-    # SGD: parameter differences stay proportional to gradient differences (Adam's normalised
-    # steps would turn rounding in near-zero gradients into full-size steps).
-    common = ["total_steps=3", "checkpoint_every=3", f"data.dataset={photos}", "optim.name=sgd",
-              "optim.base_lr=0.05"]
-    port = free_port()
-    workers = [
-        run_pretrain(tmp_path / "two", *common, wait=False, devices=2,
-                     extra=["--coordinator", f"localhost:{port}", "--num-processes", "2",
-                            "--process-id", str(i)])
-        for i in range(2)
-    ]
-    for worker in workers:
-        output = worker.communicate(timeout=600)[0]
-        assert worker.returncode == 0, output
-    run_pretrain(tmp_path / "one", *common, devices=4)
-    two, one = final_state(tmp_path / "two"), final_state(tmp_path / "one")
-    assert two[0] == one[0] == 3
+    workdir = tmp_path_factory.mktemp("runs") / "straight_pair"
+    processes = launch_pair(workdir, photos, "checkpoint_every=1")
+    for process, output in zip(processes, outputs(processes)):
+        assert process.returncode == 0, output
+    return workdir, photos
+
+
+def test_two_processes_on_localhost_match_one_process(straight_pair, tmp_path):
+    """The pair against 1 process × 4 devices, at step 2; the trainer itself checks at every
+    checkpoint that both processes hold identical parameters."""
+    pair_dir, photos = straight_pair
+    process = run_pretrain(tmp_path / "one", *PAIR, f"data.dataset={photos}", wait=False,
+                           devices=4)
+    wait_for_checkpoint(tmp_path / "one", 2, process)
+    process.kill()
+    process.wait()
+    two, one = final_state(pair_dir, 2), final_state(tmp_path / "one", 2)
     assert len(two[2]["position"]) == 2 and len(one[2]["position"]) == 1
-    # gloo sums in another order, and three steps of a contrastive loss on 16 images carry
-    # that rounding forward; so compare what training changed: each tensor's update must agree
+    # gloo sums in another order, and steps of a contrastive loss on 16 images carry that
+    # rounding forward; so compare what training changed: each tensor's update must agree
     # to 2 %, where a wrong gradient average or missing negatives would be off by ~100 %.
-    start = by_name(nnx.state(build(load_config(CONFIGS / "demo.py", SMALL + common))))
+    config = load_config(CONFIGS / "demo.py", SMALL + list(PAIR))
+    start = by_name(nnx.state(build(config)))
     two_params, one_params = by_name(two[1]["model"]), by_name(one[1]["model"])
     for name, value in one_params.items():
         update = value - start[name]
         if np.linalg.norm(update) > 1e-6:
             gap = np.linalg.norm(two_params[name] - value) / np.linalg.norm(update)
             assert gap < 0.02, f"{name}: updates differ by {gap:.1%}"
+
+
+def test_two_processes_preempted_killed_and_relaunched_match_a_straight_pair(straight_pair,
+                                                                             tmp_path):
+    """SIGTERM to one process, then a SIGKILL of a peer, then SIGTERM to both, relaunching the
+    same commands each time: each stop is clean, and the state and every process's input
+    position equal the straight pair's at the same step."""
+    straight, photos = straight_pair
+    workdir = tmp_path / "faults"
+
+    # A preemption notice to process 1 alone: both save the same step and exit 0.
+    pair = launch_pair(workdir, photos)
+    wait_for_checkpoint(workdir, 2, pair[0])
+    pair[1].send_signal(signal.SIGTERM)
+    logs = outputs(pair)
+    assert [process.returncode for process in pair] == [0, 0], logs
+    stopped = {preempted_step(log) for log in logs}
+    assert len(stopped) == 1 and 2 < min(stopped) < 12, logs
+    (stopped,) = stopped
+
+    # A relaunch resumes; process 1 dies at its next checkpoint; process 0 ends within the
+    # peer timeout (3 s; JAX's own backstop would take 6 s) with one line and no traceback.
+    pair = launch_pair(workdir, photos)
+    killed_at = stopped + 2 - stopped % 2
+    wait_for_checkpoint(workdir, killed_at, pair[0])
+    pair[1].kill()
+    killed = time.monotonic()
+    log = pair[0].communicate(timeout=120)[0]
+    seconds = time.monotonic() - killed
+    pair[1].wait()
+    last = final_state(workdir)[0]
+    assert pair[0].returncode == 1, log
+    assert seconds < 20, f"{seconds:.1f} s"
+    assert f"resumed from step {stopped}" in log
+    assert re.search(rf"process 1 stopped answering \(no heartbeat for \d+ s\); process 0 "
+                     rf"stops, the last checkpoint is step {last}\.", log), log
+    assert "Traceback" not in log and "stack trace" not in log, log
+
+    # Relaunched again, both get SIGTERM: the same step on both, and there the same state and
+    # input positions as the straight pair.
+    pair = launch_pair(workdir, photos)
+    wait_for_checkpoint(workdir, last + 2, pair[0])
+    for process in pair:
+        process.send_signal(signal.SIGTERM)
+    logs = outputs(pair)
+    assert [process.returncode for process in pair] == [0, 0], logs
+    stopped = {preempted_step(log) for log in logs}
+    assert len(stopped) == 1, logs
+    step, state, data = final_state(workdir)
+    assert stopped == {step}
+    _, expected, expected_data = final_state(straight, step)
+    assert data == expected_data and len(data["position"]) == 2
+    jax.tree.map(np.testing.assert_array_equal, state, expected)
 
 
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
