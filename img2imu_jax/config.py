@@ -17,6 +17,7 @@ import ml_collections
 from img2imu_jax.augment import make_augment
 from img2imu_jax.imu.registry import DATASETS
 from img2imu_jax.methods import METHODS
+from img2imu_jax.models import ENCODERS
 from img2imu_jax.models.heads import PRESETS
 from img2imu_jax.optim import OPTIMIZERS, SCALINGS
 from img2imu_jax.torch_weights import torchvision_init
@@ -68,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.augment.params = ml_collections.ConfigDict()  # `<op>_<param>` overrides, e.g. hue_p
 
     config.model = ml_collections.ConfigDict()
+    # 'resnet' (2D, on spectrogram images) or 'sensor_cnn' (1D, on raw windows; models/sensor_cnn.py)
+    config.model.encoder = "resnet"
+    config.model.fc_features = 256  # sensor_cnn's fully connected layer
     config.model.depth = 18
     config.model.width = 64
     config.model.head = "mocov2"  # 'mocov2' (2-layer MLP) or 'simclr' (BN MLP)
@@ -200,6 +204,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.model.head in PRESETS,
           f"model.head must be one of {sorted(PRESETS)}; got {config.model.head!r}")
     check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
+    check(config.model.encoder in ENCODERS,
+          f"model.encoder must be one of {ENCODERS}; got {config.model.encoder!r}")
+    check(config.model.fc_features > 0, f"model.fc_features must be > 0; got "
+          f"{config.model.fc_features}")
     check(config.model.width > 0 and config.model.out_features > 0, "model sizes must be > 0")
     check(config.model.dtype in DTYPES,
           f"model.dtype must be one of {DTYPES}; got {config.model.dtype!r}")

@@ -103,7 +103,8 @@ def build(
     """The encoder + projection head the config describes, BatchNorm global over `'data'`
     (`bn_axis_name=None`: over whatever batch each call sees)."""
     return build_model(
-        depth=config.model.depth, width=config.model.width, head=config.model.head,
+        encoder=config.model.encoder, depth=config.model.depth, width=config.model.width,
+        fc_features=config.model.fc_features, head=config.model.head,
         head_layers=config.model.head_layers,
         hidden_features=config.model.hidden_features or None,
         out_features=config.model.out_features,
