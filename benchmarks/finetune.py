@@ -16,7 +16,7 @@ reported separately. `extract_features` itself is also timed as called, a first 
 call (whatever tracing and compiling each does included, and reported), and checked to give the
 same features.
 
-Part 2, the protocol: wall time of `img2imu_jax.finetune.evaluate` for one randomly
+Part 2, the protocol: wall time of `img2imu_jax.finetune.protocol.evaluate` for one randomly
 initialised encoder on one dataset (default BasicMotions, bundled with sktime; the recipe
 `img2imu_jax/configs/finetune_<dataset>.py` gives window length, label rule, shots, folds and epochs), split
 into feature extraction (every `extract_features` call of the grid), linear-head training,
@@ -54,9 +54,10 @@ from flax import nnx
 
 from timing import COMPILE_EVENT_PREFIX, compile_phases, time_calls  # benchmarks/timing.py
 
-from img2imu_jax import finetune
+from img2imu_jax.finetune import protocol, training
 from img2imu_jax.classifier import Features, Frontend
-from img2imu_jax.config import load_config, validate_finetune
+from img2imu_jax.config import load_config
+from img2imu_jax.finetune.config import validate_finetune
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import make_windows
 from img2imu_jax.models.resnet import ResNet
@@ -203,7 +204,7 @@ def measure_extraction(args: argparse.Namespace, device_kind: str) -> dict[str, 
     for call in ("first", "second"):
         with compile_phases() as phases:
             start = time.perf_counter()
-            features = finetune.extract_features(encoder, windows, batch_size=args.batch,
+            features = training.extract_features(encoder, windows, batch_size=args.batch,
                                                  **settings)
             as_called[call] = {"median_s": time.perf_counter() - start, "windows": args.n,
                                "batch_size": batch_size, "compile_s": sum(phases.values()),
@@ -309,18 +310,18 @@ def default_data_dir(dataset: str) -> str | None:
 def measure_protocol(args: argparse.Namespace) -> dict[str, Any]:
     recipe = CONFIGS / f"finetune_{args.dataset}.py"
     config = load_config(recipe, checks=validate_finetune)
-    if not args.modes or set(args.modes) - set(finetune.MODES):
-        raise ValueError(f"--modes must be among {finetune.MODES}; got {args.modes}")
+    if not args.modes or set(args.modes) - set(protocol.MODES):
+        raise ValueError(f"--modes must be among {protocol.MODES}; got {args.modes}")
     data_dir = args.data_dir or default_data_dir(args.dataset)
     seconds = args.seconds or config.data.seconds
     shots = args.shots or tuple(config.shots)
     folds = args.folds or config.folds
     epochs = args.epochs or config.epochs
     nffts, gaps = ((config.grid_nfft, config.grid_gaps) if args.grid == "full" else SMALL_GRID)
-    grid = finetune.spectrogram_grid(nffts, gaps)
-    full = finetune.FullFinetune(**config.finetune)
+    grid = protocol.spectrogram_grid(nffts, gaps)
+    full = training.FullFinetune(**config.finetune)
     if args.finetune_epochs:
-        full = finetune.FullFinetune(**(config.finetune.to_dict()
+        full = training.FullFinetune(**(config.finetune.to_dict()
                                         | {"epochs": args.finetune_epochs}))
 
     start = time.perf_counter()
@@ -333,7 +334,7 @@ def measure_protocol(args: argparse.Namespace) -> dict[str, Any]:
     with PhaseClock().patched() as clock:
         start = time.perf_counter()
         try:
-            results, _ = finetune.evaluate(encoder, windows, modes=args.modes, shots=shots,
+            results, _ = protocol.evaluate(encoder, windows, modes=args.modes, shots=shots,
                                            folds=folds, grid=grid, seed=args.seed,
                                            epochs=epochs, full=full)
         except ValueError as e:

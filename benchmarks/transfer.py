@@ -134,22 +134,23 @@ def suffix(seed: int) -> str:
 
 def evaluate(dataset: str, data_dir: Path, runs: dict, args) -> dict:
     """The linear evaluation of every pre-trained encoder and random init on one dataset."""
-    from img2imu_jax import finetune
-    from img2imu_jax.config import load_config, validate_finetune
+    from img2imu_jax.config import load_config
+    from img2imu_jax.finetune import results
+    from img2imu_jax.finetune.config import validate_finetune
 
     overrides = [f"data.data_dir={data_dir}", f"model.width={args.width}",
                  f"shots={tuple(args.shots)}", f"grid_nfft={tuple(args.nfft)}",
                  f"grid_gaps={tuple(args.gaps)}", f"linear.protocol={args.protocol}",
                  "save_models=False", *([f"linear.lrs={tuple(args.lrs)}"] if args.lrs else [])]
     config = load_config(CONFIGS / DATASETS[dataset], overrides, checks=validate_finetune)
-    encoders = {name: finetune.load_encoder(config, run["checkpoints"])
+    encoders = {name: results.load_encoder(config, run["checkpoints"])
                 for name, run in runs.items()}
     initial = config.copy_and_resolve_references()  # folds and shots keep config.seed
     initial.seed = args.seed
-    encoders["random init"] = finetune.load_encoder(initial, None)
+    encoders["random init"] = results.load_encoder(initial, None)
     started = time.perf_counter()
     tag = suffix(args.seed) + ("_lrs" + "_".join(f"{lr:g}" for lr in args.lrs) if args.lrs else "")
-    record = finetune.run(config, args.workdir / f"finetune_{dataset}{tag}", encoders)
+    record = results.run(config, args.workdir / f"finetune_{dataset}{tag}", encoders)
     linear = record["results"]["linear"]
     return {"overrides": overrides, "wall_s": time.perf_counter() - started,
             "f1": {name: {n: by_n[n]["mean"] for n in by_n} for name, by_n in linear.items()},

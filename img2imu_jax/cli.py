@@ -325,11 +325,12 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from img2imu_jax.config import load_config, validate_finetune
+    from img2imu_jax.config import load_config
+    from img2imu_jax.finetune.config import validate_finetune
 
     config = load_config(args.config, args.overrides, checks=validate_finetune)
     from img2imu_jax import compile_cache
-    from img2imu_jax.finetune import run
+    from img2imu_jax.finetune.results import run
 
     compile_cache.enable(config.compilation_cache_dir)
     record = run(config, args.workdir)

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from img2imu_jax import finetune, reports
+from img2imu_jax import reports
 from img2imu_jax.augment_grid import plot_augment_grid
 from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
-from img2imu_jax.config import RECIPES, load_config, validate_finetune
+from img2imu_jax.config import RECIPES, load_config
+from img2imu_jax.finetune.config import validate_finetune
+from img2imu_jax.finetune.results import load_encoder, run as run_protocol
 from img2imu_jax.images.sources import bundled_photo_paths
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import Windows, make_windows
@@ -109,7 +111,7 @@ def _check_mode(workdir: Path, quick: bool) -> None:
 
 
 def _evaluate(config, pretrained: dict, out: Path) -> dict:
-    """finetune.run on the three encoders, or its earlier record when nothing changed."""
+    """The fine-tuning protocol (`finetune.results.run`) on the three encoders, or its earlier record when nothing changed."""
     stamp = {"config": config.to_dict(),
              "checkpoints": {t: finished_steps(d / CHECKPOINTS)[-1:] for t, (_, d)
                              in pretrained.items()}}
@@ -118,12 +120,12 @@ def _evaluate(config, pretrained: dict, out: Path) -> dict:
             and json.loads(stamp_path.read_text()) == json.loads(json.dumps(stamp))):
         print(f"      finished earlier, reusing {results_path}")
         return json.loads(results_path.read_text())
-    encoders = {title: finetune.load_encoder(config, str(run_dir / CHECKPOINTS))
+    encoders = {title: load_encoder(config, str(run_dir / CHECKPOINTS))
                 for title, (_, run_dir) in pretrained.items()}
-    encoders[RANDOM] = finetune.load_encoder(config, None)
+    encoders[RANDOM] = load_encoder(config, None)
     print(f"      {', '.join(encoders)}: linear evaluation at {tuple(config.shots)} shots, "
           f"full fine-tune at {tuple(config.finetune_shots)}, {config.folds} case-wise folds")
-    record = finetune.run(config, out, encoders)
+    record = run_protocol(config, out, encoders)
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return record
 

@@ -26,7 +26,7 @@ from flax import nnx
 from img2imu_jax.checkpoint import CHECKPOINTS, saved_model_part
 from img2imu_jax.classifier import (METADATA, Classifier, Frontend, class_probabilities,
                                     load_classifier)
-from img2imu_jax.finetune import source_windows
+from img2imu_jax.finetune.results import source_windows
 from img2imu_jax.imu.protocol import macro_f1
 from img2imu_jax.paths import is_remote, user_path
 from img2imu_jax.torch_weights import resnet_depth, to_state_dict, write_state_dict

@@ -6,7 +6,7 @@ trainer asks this probe for few-shot macro-F1 on an IMU dataset's held-out subje
 
 Everything that does not depend on the encoder — windows, subject folds, the n-shot training
 draws — is prepared once per run. Each evaluation is one pass of the fused spectrogram +
-encoder extraction of `finetune.extract_features` (compiled once per run) and, per fold and
+encoder extraction of `finetune.training.extract_features` (compiled once per run) and, per fold and
 shot count, a closed-form ridge head on one-hot targets (big_vision's `fewshot_lsr` idea):
 no optimiser, no learning rate to tune, nothing compiled. Its ridge strength is chosen per
 fold on the fold's validation subjects; the test subjects only score.
@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from img2imu_jax.finetune import extract_features
+from img2imu_jax.finetune.training import extract_features
 from img2imu_jax.imu.protocol import few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import make_windows

@@ -1,7 +1,7 @@
 """Tables and figures of downstream results: per-dataset tables, the paper's Table II across
 datasets, F1 against shots (its Figure 7) and confusion matrices.
 
-Everything reads the `results.json` record that `finetune.run` writes, so a report can be
+Everything reads the `results.json` record that `finetune.results.run` writes, so a report can be
 rebuilt, or datasets combined, without re-running anything:
 `record["results"][mode][encoder][str(n)]` holds `f1` (per fold), `mean`, `std`, `confusion`.
 """

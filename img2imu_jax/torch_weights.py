@@ -28,6 +28,8 @@ from img2imu_jax.models.resnet import STAGE_SIZES, ResNet
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
                "var": "running_var"}
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
+# `config.init` (pre-training and fine-tuning): a torchvision state_dict on disk.
+INIT_SCHEME = "torchvision:"
 
 
 def _flat(tree: Mapping) -> dict[tuple[str, ...], np.ndarray]:
@@ -129,10 +131,24 @@ def load_encoder_weights(encoder: ResNet, state_dict: Mapping[str, np.ndarray],
     nnx.update(encoder, state)
 
 
+def torchvision_init(init: str) -> str | None:
+    """The state_dict path of a `config.init` value ('' = none); a one-line error for a bad
+    scheme or a missing file, before anything compiles."""
+    if not init:
+        return None
+    if not init.startswith(INIT_SCHEME):
+        raise ValueError(f"invalid config: init must be '' or '{INIT_SCHEME}PATH'; got {init!r}")
+    path = init.removeprefix(INIT_SCHEME)
+    if not os.path.isfile(path):
+        raise ValueError(f"invalid config: init file {path} does not exist")
+    if not path.endswith(TORCH_SUFFIXES):
+        raise ValueError(f"invalid config: init file {path} must be "
+                         f"{', '.join(TORCH_SUFFIXES[:-1])} or {TORCH_SUFFIXES[-1]}")
+    return path
+
+
 def initialise_encoder(encoder: ResNet, init: str) -> ResNet:
     """`encoder` with the weights `config.init` names ('torchvision:PATH'; '' leaves it)."""
-    from img2imu_jax.config import torchvision_init
-
     path = torchvision_init(init)
     if path is not None:
         load_encoder_weights(encoder, read_state_dict(path), path)

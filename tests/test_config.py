@@ -60,7 +60,8 @@ def test_a_nan_sample_blanks_only_its_own_channel_as_documented():
     ("demo_finetune", "data.label_rule=mode", "data.label_rule must be one of"),
 ])
 def test_out_of_range_values_are_rejected_at_load(recipe, override, message):
-    from img2imu_jax.config import validate, validate_finetune
+    from img2imu_jax.config import validate
+    from img2imu_jax.finetune.config import validate_finetune
 
     checks = validate_finetune if recipe.endswith("finetune") else validate
     with pytest.raises(ValueError, match=message):

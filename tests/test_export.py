@@ -246,8 +246,9 @@ def test_int8_litert_is_calibrated_on_training_subjects_and_scored_on_the_test_f
 def test_init_starts_pretraining_and_finetuning_from_a_state_dict(small_classifier, tmp_path):
     pytest.importorskip("safetensors")
     from img2imu_jax import pretrain
-    from img2imu_jax.config import base_config, finetune_base_config, validate
-    from img2imu_jax.finetune import default_encoders
+    from img2imu_jax.config import base_config, validate
+    from img2imu_jax.finetune.config import finetune_base_config
+    from img2imu_jax.finetune.results import default_encoders
     from img2imu_jax.methods import get_method
     from img2imu_jax.torch_weights import to_state_dict, write_state_dict
 

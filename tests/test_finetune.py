@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from img2imu_jax.finetune import extract_features, linear_schedule, predict, train_linear_head
+from img2imu_jax.finetune.training import extract_features, linear_schedule, predict, train_linear_head
 from img2imu_jax.imu.protocol import macro_f1
 from img2imu_jax.models.resnet import ResNet
 from img2imu_jax.spectrogram import normalize_imagenet, spectrogram_image
@@ -75,7 +75,8 @@ def tones(subjects=6, per_subject=8, seed=0):
 
 
 def test_the_protocol_scores_every_fold_and_keeps_the_best_model(encoder):
-    from img2imu_jax.finetune import FullFinetune, evaluate
+    from img2imu_jax.finetune.protocol import evaluate
+    from img2imu_jax.finetune.training import FullFinetune
     from img2imu_jax.imu.protocol import subject_folds
 
     windows = tones()
@@ -131,7 +132,7 @@ def test_sgd_head_follows_momentum_sgd_on_the_softmax_gradient():
 
 def test_full_network_step_is_one_sgd_step_of_the_whole_classifier(encoder):
     from img2imu_jax.classifier import Classifier, Frontend
-    from img2imu_jax.finetune import train_network
+    from img2imu_jax.finetune.training import train_network
 
     windows = tones(subjects=2, per_subject=4)
     images = Frontend(50.0, 32, 28).images(windows.samples)
@@ -196,8 +197,8 @@ def test_finetune_command_restores_the_encoder_and_writes_the_report(tmp_path, c
 
     from img2imu_jax import cli
     from img2imu_jax.checkpoint import Checkpointer
-    from img2imu_jax.finetune import load_encoder
-    from img2imu_jax.config import finetune_base_config
+    from img2imu_jax.finetune.results import load_encoder
+    from img2imu_jax.finetune.config import finetune_base_config
 
     saved = ResNet(18, width=8, rngs=nnx.Rngs(7))
     checkpoints = Checkpointer(tmp_path / "pre", save_every=1)
@@ -310,7 +311,7 @@ def test_cut_stream_cuts_like_the_labelled_windows():
 
 
 def test_vmapped_learning_rate_grid_equals_one_head_per_rate():
-    from img2imu_jax.finetune import train_linear_heads
+    from img2imu_jax.finetune.training import train_linear_heads
 
     rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(3), 4)
@@ -324,7 +325,7 @@ def test_vmapped_learning_rate_grid_equals_one_head_per_rate():
 
 
 def test_the_tuned_choice_uses_only_validation_subjects():
-    from img2imu_jax.finetune import _best_linear_head
+    from img2imu_jax.finetune.protocol import _best_linear_head
 
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 30)
@@ -349,7 +350,7 @@ def test_the_tuned_choice_uses_only_validation_subjects():
 
 
 def test_standardised_heads_take_raw_features():
-    from img2imu_jax.finetune import _best_linear_head
+    from img2imu_jax.finetune.protocol import _best_linear_head
 
     rng = np.random.default_rng(4)
     labels = np.repeat(np.arange(2), 10)

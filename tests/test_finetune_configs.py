@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from img2imu_jax.config import RECIPES as CONFIGS, load_config, validate_finetune
+from img2imu_jax.config import RECIPES as CONFIGS, load_config
+from img2imu_jax.finetune.config import validate_finetune
 from img2imu_jax.imu.protocol import few_shot, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import make_windows

@@ -62,7 +62,7 @@ def test_spectrogram_without_tensorflow_and_pretrain_names_the_extra(installed_w
     # Fine-tuning's protocol log works without TensorFlow too (no TensorBoard scalars then).
     finetune = subprocess.run(
         [str(installed_wheel["python"]), "-c",
-         "from img2imu_jax.protocol_log import ProtocolProgress; import img2imu_jax.finetune; "
+         "from img2imu_jax.protocol_log import ProtocolProgress; import img2imu_jax.finetune.results; "
          f"ProtocolProgress(1, __import__('etils.epath').epath.Path({str(tmp_path)!r}))"
          "('random init', 'linear', 0, 1, 0.5, 0.5); import sys; "
          "assert 'tensorflow' not in sys.modules"],

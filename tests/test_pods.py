@@ -13,7 +13,8 @@ from etils import epath
 from flax import nnx
 
 from img2imu_jax import cli, run_info, writers
-from img2imu_jax.config import finetune_base_config, load_config
+from img2imu_jax.config import load_config
+from img2imu_jax.finetune.config import finetune_base_config
 from tests.gcs_emulator import gcs  # noqa: F401  (the fixture)
 
 from img2imu_jax.config import RECIPES as CONFIGS
@@ -130,7 +131,7 @@ def test_fine_tuning_restores_the_encoder_from_gs(gs_run):
     import orbax.checkpoint as ocp
 
     from img2imu_jax.checkpoint import abstract_like
-    from img2imu_jax.finetune import load_encoder
+    from img2imu_jax.finetune.results import load_encoder
 
     workdir, config, _, _ = gs_run
     finetune = finetune_base_config()

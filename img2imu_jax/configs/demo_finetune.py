@@ -28,7 +28,7 @@ not the paper's 1e-5: with these narrow encoders
 1e-5, 20 % at 1e-4, 49 % at 1e-3, 72 % at 1e-2.
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@ v2 protocol at small scale: 5 s windows at 50 Hz, 5 case-wise folds, 1–10 shot
         --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

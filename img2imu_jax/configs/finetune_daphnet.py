@@ -8,7 +8,7 @@ The paper does not say its window length; 2 s here (freezing episodes last secon
         --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

@@ -7,7 +7,7 @@ goats, each fold tests on one goat and validates on another.
         --config.data.data_dir=PATH/goat --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

@@ -8,7 +8,7 @@ subject-wise folds, so the loader makes each trip a subject and folds never shar
         --config.data.data_dir=PATH/pvs --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

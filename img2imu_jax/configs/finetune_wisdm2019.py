@@ -7,7 +7,7 @@
         --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@
         --config.data.data_dir=PATH/WISDM_ar_v1.1 --config.pretrained=runs/paper/checkpoints
 """
 
-from img2imu_jax.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config
 
 
 def get_config():
