@@ -16,8 +16,9 @@ from img2imu_jax.checkpoint import (Checkpointer, abstract_like, restore_encoder
                                     saved_input_stats)
 from img2imu_jax.config import load_config
 from img2imu_jax.imu.basicmotions import load_basicmotions
-from img2imu_jax.imu.window_batches import HostWindows
+from img2imu_jax.imu.window_batches import HostWindows, pretraining_corpus
 from img2imu_jax.imu.windows import make_windows
+from img2imu_jax.methods.multitask_1d import task_decisions
 from img2imu_jax.models import SensorCNN, build_encoder
 from img2imu_jax.pretrain import train
 
@@ -102,3 +103,29 @@ def test_window_batches_cover_an_epoch_once_and_resume_mid_epoch():
               for i in range(2)]
     assert [s.records_per_epoch for s in shares] == [11, 11]
     assert not set(shares[0].windows[:, 0, 0]) & set(shares[1].windows[:, 0, 0])
+
+
+def test_each_multitask_head_is_scored_on_the_originals_and_its_own_transformation():
+    n, tasks = 2, 3
+    # Row r, column j: which input block r comes from (0 = originals, 1 + t = task t) and the
+    # head j, encoded as 10 · block + j.
+    blocks = np.repeat(np.arange(tasks + 1), n)
+    logits = (10.0 * blocks[:, None] + np.arange(tasks)[None, :]).astype(np.float32)
+    decisions, labels = task_decisions(logits, n)
+    np.testing.assert_array_equal(decisions[:n], [[0, 1, 2]] * n)
+    np.testing.assert_array_equal(decisions[n:], [[10, 21, 32]] * n)  # head t on block 1 + t
+    np.testing.assert_array_equal(labels, [[0] * tasks] * n + [[1] * tasks] * n)
+
+
+def test_a_corpus_of_several_datasets_and_a_mismatched_folder_list():
+    config = load_config("simclr_1d", ["data.dataset=basicmotions,basicmotions",
+                                       "data.seconds=5.0"])
+    corpus = pretraining_corpus(config.data)
+    assert corpus.sources == ("basicmotions", "basicmotions") and len(corpus) == 2 * 240
+    config.data.data_dir = "a,b,c"
+    with pytest.raises(ValueError, match="lists 3 folder"):
+        pretraining_corpus(config.data)
+    with pytest.raises(ValueError, match="must name datasets among"):
+        load_config("cpc_1d", ["data.dataset=imagenet2012"])
+    with pytest.raises(ValueError, match="needs model.encoder 'sensor_cnn'"):
+        load_config("cpc_1d", ["model.encoder=resnet"])

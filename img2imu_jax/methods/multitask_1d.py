@@ -52,6 +52,17 @@ class TaskHeads(nnx.Module):
         return logits.astype(jnp.float32) + self.out_bias[...]
 
 
+def task_decisions(logits: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """From every head's logits `[(tasks + 1) · n, tasks]` on the original windows and then
+    each task's transformed windows, the decisions `[2n, tasks]` each head is trained on and
+    their labels: head t on the originals (0) and on the windows task t transformed (1)."""
+    tasks = logits.shape[1]
+    original = logits[:n]
+    transformed = jnp.diagonal(logits[n:].reshape(tasks, n, tasks), axis1=0, axis2=2)
+    return (jnp.concatenate([original, transformed]),
+            jnp.concatenate([jnp.zeros_like(original), jnp.ones_like(transformed)]))
+
+
 class MultiTask1D(SensorMethod):
     progress = (("task_accuracy", "accuracy"),)
 
@@ -83,11 +94,7 @@ class MultiTask1D(SensorMethod):
             self.graphdef, params, batch_stats,
             jnp.concatenate([view_a, view_b.reshape(tasks * n, *view_b.shape[2:])]),
             lambda net, x: net.head(net.encoder(x, dropout_key=drop)))
-        original = logits[:n]  # every head on the untransformed windows: label 0
-        # Head t on the windows transformed by task t: label 1.
-        transformed = jnp.diagonal(logits[n:].reshape(tasks, n, tasks), axis1=0, axis2=2)
-        decisions = jnp.concatenate([original, transformed])
-        labels = jnp.concatenate([jnp.zeros_like(original), jnp.ones_like(transformed)])
+        decisions, labels = task_decisions(logits, n)
         loss = jnp.sum(losses.binary_cross_entropies(decisions, labels))
         accuracy = jnp.mean((decisions > 0) == (labels > 0))
         return loss, {"task_accuracy": accuracy}, None, stats
