@@ -18,6 +18,7 @@ from img2imu_jax.config import load_config
 from img2imu_jax.imu.basicmotions import load_basicmotions
 from img2imu_jax.imu.window_batches import HostWindows, pretraining_corpus
 from img2imu_jax.imu.windows import make_windows
+from img2imu_jax.methods.cpc_1d import ContextPredictor, future_latents
 from img2imu_jax.methods.multitask_1d import task_decisions
 from img2imu_jax.models import SensorCNN, build_encoder
 from img2imu_jax.pretrain import train
@@ -129,3 +130,19 @@ def test_a_corpus_of_several_datasets_and_a_mismatched_folder_list():
         load_config("cpc_1d", ["data.dataset=imagenet2012"])
     with pytest.raises(ValueError, match="needs model.encoder 'sensor_cnn'"):
         load_config("cpc_1d", ["model.encoder=resnet"])
+
+
+def test_cpc_targets_are_the_next_k_latents_and_its_context_network_is_causal():
+    latents = np.arange(2 * 10 * 3, dtype=np.float32).reshape(2, 10, 3)
+    targets = np.asarray(future_latents(latents, np.int32(4), 3))
+    for k in range(3):
+        np.testing.assert_array_equal(targets[k], latents[:, 4 + 1 + k])
+    head = ContextPredictor(3, context_features=5, layers=2, steps=3, dtype=np.float32,
+                            rngs=nnx.Rngs(0))
+    x = np.asarray(jax.random.normal(jax.random.key(0), (2, 10, 3)))
+    changed = x.copy()
+    changed[:, 6:] += 1.0  # the future after step 5
+    before, after = np.asarray(head(x)), np.asarray(head(changed))
+    np.testing.assert_allclose(after[:, :6], before[:, :6], rtol=1e-6)
+    assert not np.allclose(after[:, 6:], before[:, 6:])
+    assert head.predict(before[:, 5]).shape == (3, 2, 3)

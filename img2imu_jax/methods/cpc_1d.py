@@ -55,6 +55,11 @@ class ContextPredictor(nnx.Module):
         return jnp.stack([predictor(context) for predictor in self.predictors])
 
 
+def future_latents(latents: jax.Array, t: jax.Array, steps: int) -> jax.Array:
+    """`[steps, n, d]`: entry k is every example's latent k + 1 steps after step t."""
+    return jax.lax.dynamic_slice_in_dim(latents, t + 1, steps, axis=1).swapaxes(0, 1)
+
+
 class CPC1D(SensorMethod):
     progress = (("cpc_accuracy", "accuracy"),)
 
@@ -86,9 +91,8 @@ class CPC1D(SensorMethod):
                                  "data.seconds")
             t = jax.random.randint(key, (), 0, length - steps)  # the same on every device
             context = jax.lax.dynamic_index_in_dim(net.head(latents), t, axis=1, keepdims=False)
-            targets = jax.lax.dynamic_slice_in_dim(latents, t + 1, steps, axis=1)
-            return losses.cpc_info_nce(net.head.predict(context), targets.swapaxes(0, 1),
-                                       axis_name=DATA_AXIS)
+            return losses.cpc_info_nce(net.head.predict(context),
+                                       future_latents(latents, t, steps), axis_name=DATA_AXIS)
 
         (loss, accuracy), stats = apply_global(self.graphdef, params, batch_stats, view_a, score)
         return loss, {"cpc_accuracy": accuracy}, None, stats
