@@ -9,8 +9,8 @@ into `data.seconds`-long windows at `data.sample_rate` with 50 % overlap.
 `HostWindows` keeps the contract of `images.pipeline.HostBatches`, so the same
 `ImageBatches` reader turns its batches into sharded global arrays: `batch_size`, `start`,
 `records_per_epoch`, and iteration yielding `(batch, {"epoch", "position"})` forever. Each
-process takes an equal share of the windows (the remainder is left out, as the image reader
-drops it), reshuffled every epoch with a seed from (seed, epoch, process); a batch never
+process takes an equal share of the windows, every process-count-th one (the remainder is
+left out, as the image reader drops it), reshuffled every epoch with a seed from (seed, epoch, process); a batch never
 spans two epochs. The whole corpus sits in host memory, as the corpus function keeps it.
 """
 
@@ -47,7 +47,8 @@ class HostWindows:
         self.process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
         share = len(windows) // process_count
-        self.windows = windows[self.process_index * share:(self.process_index + 1) * share]
+        # Every process-count-th window, so each share draws on every dataset of the corpus.
+        self.windows = windows[self.process_index::process_count][:share]
         self.batch_size, self.seed = batch_size, seed
         self.start = dict(state) if state is not None else {"epoch": 0, "position": 0}
         if share < batch_size:

@@ -13,7 +13,7 @@ SimCLR for HAR share, as in Tang et al.'s public TensorFlow code
 Keras defaults there, kept here: stride 1, 'valid' padding (no padding, so a window of T
 samples gives T − 45 frames and the receptive field of one frame is 24 + 16 + 8 − 2 = 46
 samples), biases, Glorot-uniform kernels and zero biases, no batch normalisation. Tang's code
-adds an L2 penalty of 1e-4 on the conv kernels; here that is the optimizer's weight decay.
+adds an L2 penalty of 1e-4 on the conv kernels; the SimCLR (1D) recipe has it as weight decay.
 
 The fully connected layer: Tang's code puts Dense(1024) + ReLU after the pooled features
 when it fine-tunes and Saeed's task heads Dense(256) + ReLU; neither makes it part of the
