@@ -17,8 +17,8 @@ Decisions:
   light, moderate-vigorous; the classes are that column's values, sorted); `None` keeps the raw
   annotations as classes (sorted). An empty annotation makes the sample `UNLABELLED`: it never
   reaches a labelled window, but a sensor pre-training corpus still uses it.
-- An empty or NaN x, y or z marks a missing sample (how pandas, which wrote the release, writes
-  NaN; the authors' own loader drops windows holding NaN): the row is dropped. Then, as in `imu.generic` and `imu.daphnet`, a new recording
+- An empty or NaN x, y or z marks a missing sample (empty is how pandas writes NaN; the
+  authors' own loader drops windows holding NaN): the row is dropped. Then, as in `imu.generic` and `imu.daphnet`, a new recording
   starts where time does not advance or steps by more than 2.5 sample periods (25 ms): one
   missing row is bridged, two or more split.
 - Anything else malformed (wrong header, wrong number of fields, a time that is no date-time,
