@@ -25,7 +25,10 @@ from img2imu_jax.finetune.training import extract_features
 from img2imu_jax.imu.protocol import few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import make_windows
-from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.classifier import in_batches
+from img2imu_jax.imu.sensor_corpus import normalise
+from img2imu_jax.models import SensorCNN, build_encoder
+from img2imu_jax.models.sensor_cnn import window_features
 
 
 def ridge_head(features: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -59,9 +62,12 @@ def few_shot_f1(features: np.ndarray, labels: np.ndarray, n_classes: int, train:
 
 
 class Probe:
-    """Few-shot macro-F1 of a ResNet encoder on `config.probe.dataset`'s held-out subjects."""
+    """Few-shot macro-F1 of the run's encoder on `config.probe.dataset`'s held-out subjects:
+    a ResNet on spectrograms (one setting), or the 1D encoder on the windows normalised by
+    the pre-training corpus's `input_stats` (`input_mean`, `input_std`)."""
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    def __init__(self, config: ml_collections.ConfigDict,
+                 input_stats: dict[str, np.ndarray] | None = None):
         probe = config.probe
         dataset = load_dataset(probe.dataset, probe.data_dir or None)
         self.windows = make_windows(dataset, seconds=probe.seconds,
@@ -75,8 +81,16 @@ class Probe:
         self.ridges = tuple(float(r) for r in probe.ridges)
         self.every = int(probe.eval_every)
         # One float32 encoder for the whole run; each evaluation loads the current weights.
-        self.encoder = ResNet(config.model.depth, width=config.model.width,
-                              rngs=nnx.Rngs(0))
+        self.encoder = build_encoder(config.model.encoder, depth=config.model.depth,
+                                     width=config.model.width,
+                                     fc_features=config.model.fc_features, rngs=nnx.Rngs(0))
+        self.raw_inputs = None
+        if isinstance(self.encoder, SensorCNN):
+            if input_stats is None:
+                raise ValueError("the probe of a 1D encoder needs the pre-training corpus's "
+                                 "input_mean and input_std")
+            self.raw_inputs = normalise(self.windows.samples, input_stats["input_mean"],
+                                        input_stats["input_std"])
 
     def due(self, step: int, total_steps: int) -> bool:
         return step % self.every == 0 or step == total_steps
@@ -88,9 +102,12 @@ class Probe:
         local = jax.tree.map(lambda x: np.array(x.addressable_data(0)), encoder_state)
         started = time.perf_counter()
         nnx.update(self.encoder, local)
-        features = extract_features(self.encoder, self.windows.samples,
-                                    sample_rate=self.windows.sample_rate,
-                                    nfft=self.setting[0], noverlap=self.setting[1])
+        if self.raw_inputs is not None:
+            features = in_batches(self.encoder, window_features, self.raw_inputs)
+        else:
+            features = extract_features(self.encoder, self.windows.samples,
+                                        sample_rate=self.windows.sample_rate,
+                                        nfft=self.setting[0], noverlap=self.setting[1])
         labels, n_classes = self.windows.labels, len(self.windows.classes)
         metrics = {}
         for n in self.shots:

@@ -85,3 +85,9 @@ class SensorCNN(nnx.Module):
     def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
         pooled = jnp.max(self.frames(x, dropout_key=dropout_key), axis=1)
         return nnx.relu(self.fc(pooled))
+
+
+def window_features(encoder: SensorCNN, windows: jax.Array) -> jax.Array:
+    """Deterministic float32 features of normalised windows: the 1D counterpart of
+    `classifier.Features`, hashable so `classifier.in_batches` compiles it once."""
+    return encoder(windows).astype(jnp.float32)
