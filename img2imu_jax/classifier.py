@@ -99,7 +99,7 @@ class SensorFrontend(_Inputs):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _frontend(frontend: Frontend, windows: jax.Array) -> jax.Array:
+def _frontend(frontend: Frontend | SensorFrontend, windows: jax.Array) -> jax.Array:
     return frontend(windows)
 
 
@@ -163,8 +163,8 @@ def _apply(graphdef, apply, state, batch):
     return apply(nnx.merge(graphdef, state), batch)
 
 
-def class_probabilities(classifier: Classifier, frontend: Frontend | SensorFrontend, windows: np.ndarray, *,
-                        batch_size: int = 1024) -> np.ndarray:
+def class_probabilities(classifier: Classifier, frontend: Frontend | SensorFrontend,
+                        windows: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
     """Softmax probabilities `[N, classes]` of raw `[N, time, 3]` windows."""
     return in_batches(classifier, probabilities, frontend.images(windows, batch_size=batch_size),
                       batch_size=batch_size)

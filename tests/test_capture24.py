@@ -59,8 +59,9 @@ def capture24_dir(tmp_path):
     folder.mkdir()
     write_gz(folder / "P001.csv.gz", csv_text(p001_rows()))
     # P002's clock goes back once (split there).
-    write_gz(folder / "P002.csv.gz", csv_text(
-        [row(k, SLEEP) for k in range(5)] + [row(k, SLEEP, time_shift_ms=-100) for k in range(5, 8)]))
+    p002 = [row(k, SLEEP) for k in range(5)]
+    p002 += [row(k, SLEEP, time_shift_ms=-100) for k in range(5, 8)]
+    write_gz(folder / "P002.csv.gz", csv_text(p002))
     with open(folder / "annotation-label-dictionary.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(DICTIONARY)
     (folder / "metadata.csv").write_text("pid,age,sex\nP001,38-52,F\nP002,30-37,F\n")

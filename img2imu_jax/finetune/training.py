@@ -270,7 +270,8 @@ def full_finetune(
                          batch_size=settings.batch_size, momentum=settings.momentum)
 
 
-def head_classifier(encoder: ResNet | SensorCNN, head: tuple[jax.Array, jax.Array], seed: int) -> Classifier:
+def head_classifier(encoder: ResNet | SensorCNN, head: tuple[jax.Array, jax.Array],
+                    seed: int) -> Classifier:
     classifier = Classifier(encoder, head[0].shape[1], rngs=nnx.Rngs(seed))
     classifier.head.kernel.value, classifier.head.bias.value = head
     return classifier
