@@ -251,7 +251,7 @@ class PhaseClock:
     dispatch does not bill one phase's device work to the next.
     """
 
-    PHASES: ClassVar[dict[str, str]] = {"extract_features": "feature_extraction",
+    PHASES: ClassVar[dict[str, str]] = {"frontend_features": "feature_extraction",
                                         "train_linear_head": "linear_heads",
                                         "predict": "linear_predictions",
                                         "full_finetune": "full_finetune",

@@ -44,11 +44,12 @@ def write_gz(path, text):
 
 
 def p001_rows():
-    """k 0-9 sleep; k 10-13 unannotated; k 14 missing (bridged); k 15-19 desk; k 20-21 missing
-    (split); k 22-25 walk; then the clock jumps 1 s (split) for k 26-28 walk."""
+    """k 0-9 sleep; k 10-13 unannotated; k 14 missing (bridged); k 15-19 desk; k 20 missing and
+    k 21's y NaN (split); k 22-25 walk; then the clock jumps 1 s (split) for k 26-28 walk."""
     rows = [row(k, SLEEP) for k in range(10)] + [row(k, "") for k in range(10, 14)]
     rows += [row(14, DESK, missing=True)] + [row(k, DESK) for k in range(15, 20)]
-    rows += [row(k, WALK, missing=True) for k in (20, 21)] + [row(k, WALK) for k in range(22, 26)]
+    rows += [row(20, WALK, missing=True), row(21, WALK)] + [row(k, WALK) for k in range(22, 26)]
+    rows[-5][2] = "NaN"  # k 21: a NaN in one axis makes the sample missing too
     return rows + [row(k, WALK, time_shift_ms=1000) for k in range(26, 29)]
 
 
@@ -58,8 +59,9 @@ def capture24_dir(tmp_path):
     folder.mkdir()
     write_gz(folder / "P001.csv.gz", csv_text(p001_rows()))
     # P002's clock goes back once (split there).
-    write_gz(folder / "P002.csv.gz", csv_text(
-        [row(k, SLEEP) for k in range(5)] + [row(k, SLEEP, time_shift_ms=-100) for k in range(5, 8)]))
+    p002 = [row(k, SLEEP) for k in range(5)]
+    p002 += [row(k, SLEEP, time_shift_ms=-100) for k in range(5, 8)]
+    write_gz(folder / "P002.csv.gz", csv_text(p002))
     with open(folder / "annotation-label-dictionary.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(DICTIONARY)
     (folder / "metadata.csv").write_text("pid,age,sex\nP001,38-52,F\nP002,30-37,F\n")

@@ -17,10 +17,10 @@ Decisions:
   light, moderate-vigorous; the classes are that column's values, sorted); `None` keeps the raw
   annotations as classes (sorted). An empty annotation makes the sample `UNLABELLED`: it never
   reaches a labelled window, but a sensor pre-training corpus still uses it.
-- An empty or NaN x, y or z marks a missing sample (how pandas, which wrote the release, writes
-  NaN; the authors' own loader drops windows holding NaN): the row is dropped. Then, as in `imu.generic` and `imu.daphnet`, a new recording
-  starts where time does not advance or steps by more than 2.5 sample periods (25 ms): one
-  missing row is bridged, two or more split.
+- An empty or NaN x, y or z marks a missing sample (empty is how pandas writes NaN; the
+  authors' own loader drops windows holding NaN): the row is dropped. Then, as in `imu.generic`
+  and `imu.daphnet`, a new recording starts where time does not advance or steps by more
+  than 2.5 sample periods (25 ms): one missing row is bridged, two or more split.
 - Anything else malformed (wrong header, wrong number of fields, a time that is no date-time,
   a non-number or infinite axis, an annotation missing from the dictionary, a corrupt gzip) is a
   `ValueError` naming the file, the line and the value: the release is machine-written, so such
