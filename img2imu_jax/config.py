@@ -91,7 +91,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.augment.params = ml_collections.ConfigDict()  # `<op>_<param>` overrides, e.g. hue_p
 
     config.model = ml_collections.ConfigDict()
-    # 'resnet' (2D, on spectrogram images) or 'sensor_cnn' (1D, on raw windows; models/sensor_cnn.py)
+    # 'resnet' (2D, spectrogram images) or 'sensor_cnn' (1D, raw windows; models/sensor_cnn.py)
     config.model.encoder = "resnet"
     config.model.fc_features = 256  # sensor_cnn's fully connected layer
     config.model.depth = 18

@@ -4,20 +4,22 @@ The eight signal transformations that Tang et al.'s SimCLR for HAR and Saeed et 
 multi-task self-supervision draw on, re-implemented after Tang et al.'s vectorised numpy code
 (iantangc/ContrastiveLearningHAR `transformations.py`), with its parameters:
 
-| name | what it does | parameter |
-|---|---|---|
-| `jitter` | adds N(0, σ²) noise to every sample | σ = 0.05 |
-| `scaling` | multiplies each axis by its own factor ~ N(1, σ²), constant over time | σ = 0.1 |
-| `rotation` | rotates every sample by one 3-D rotation: axis uniform in [−1, 1]³, normalised; angle uniform in [−π, π] | — |
-| `negation` | −x | — |
-| `time_flip` | reverses time | — |
-| `permutation` | cuts the window at 4 points drawn with replacement (so up to 5 segments) and shuffles the segments | 4 cuts |
-| `time_warp` | resamples each axis along its own smooth time distortion: a cubic spline (not-a-knot, as scipy's `CubicSpline`) through 6 evenly spaced speeds ~ N(1, σ²), integrated and rescaled to span the window; linear interpolation | σ = 0.2, 4 inner knots |
-| `channel_shuffle` | reorders the axes by one of the 5 permutations other than the identity | — |
+- `jitter`: adds N(0, σ²) noise to every sample; σ = 0.05.
+- `scaling`: multiplies each axis by its own factor ~ N(1, σ²), constant over time; σ = 0.1.
+- `rotation`: one 3-D rotation of every sample; axis uniform in [−1, 1]³ (normalised), angle
+  uniform in [−π, π].
+- `negation`: −x.
+- `time_flip`: reverses time.
+- `permutation`: cuts the window at 4 points drawn with replacement (so up to 5 segments) and
+  shuffles the segments.
+- `time_warp`: resamples each axis along its own smooth time distortion: a cubic spline
+  (not-a-knot, as scipy's `CubicSpline`) through 6 evenly spaced speeds ~ N(1, σ²), σ = 0.2,
+  integrated and rescaled to span the window; linear interpolation.
+- `channel_shuffle`: reorders the axes by one of the 5 permutations other than the identity.
 
-Two differences from the reference, both to make the functions jittable: the time-warp speed
-is floored at 1e-3 so the distortion is strictly increasing (the reference has no floor; at
-σ = 0.2 a speed below it is a > 5σ event), and the spline is a fixed matrix of scipy's cubic
+One difference from the reference: the time-warp speed is floored at 1e-3 so the distortion
+is strictly increasing, as `jnp.interp` needs (the reference has no floor; at σ = 0.2 a speed
+below it is a > 5σ event). To stay jittable the spline is a fixed matrix of scipy's cubic
 spline basis evaluated on the host at trace time, applied to the random knot values on the
 device (the spline is linear in them, so this is the same curve).
 

@@ -10,8 +10,8 @@ into `data.seconds`-long windows at `data.sample_rate` with 50 % overlap.
 `ImageBatches` reader turns its batches into sharded global arrays: `batch_size`, `start`,
 `records_per_epoch`, and iteration yielding `(batch, {"epoch", "position"})` forever. Each
 process takes an equal share of the windows, every process-count-th one (the remainder is
-left out, as the image reader drops it), reshuffled every epoch with a seed from (seed, epoch, process); a batch never
-spans two epochs. The whole corpus sits in host memory, as the corpus function keeps it.
+left out, as the image reader drops it), reshuffled every epoch with a seed from (seed,
+epoch, process); a batch never spans two epochs. The whole corpus sits in host memory, as the corpus function keeps it.
 """
 
 from __future__ import annotations

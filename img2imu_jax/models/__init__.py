@@ -43,7 +43,8 @@ class ContrastiveModel(nnx.Module):
     see bfloat16.
     """
 
-    def __init__(self, encoder: ResNet | SensorCNN, head: ProjectionHead, predictor: Predictor | None = None):
+    def __init__(self, encoder: ResNet | SensorCNN, head: ProjectionHead,
+                 predictor: Predictor | None = None):
         self.encoder = encoder
         self.head = head
         if predictor is not None:  # only then does the state have a `predictor` key
