@@ -63,7 +63,7 @@ from img2imu_jax.imu.windows import make_windows
 from img2imu_jax.models.resnet import ResNet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "img2imu_jax" / "configs"
+CONFIGS = ROOT / "configs"
 GOAL_PROTOCOL_S = 300.0  # one encoder, all four paper datasets, one H100
 # The real copies of published datasets in `shared/datasets/`, found by walking up from here
 # when --data-dir is not given (as the tests find them).
@@ -251,7 +251,7 @@ class PhaseClock:
     dispatch does not bill one phase's device work to the next.
     """
 
-    PHASES: ClassVar[dict[str, str]] = {"extract_features": "feature_extraction",
+    PHASES: ClassVar[dict[str, str]] = {"frontend_features": "feature_extraction",
                                         "train_linear_head": "linear_heads",
                                         "predict": "linear_predictions",
                                         "full_finetune": "full_finetune",

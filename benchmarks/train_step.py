@@ -38,7 +38,7 @@ from img2imu_jax.parallel import DATA_AXIS, data_mesh
 from img2imu_jax.methods import compute_dtype
 from img2imu_jax.pretrain import setup
 
-CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "img2imu_jax" / "configs"
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 # Peak dense FLOP/s per device: (bf16, fp32) from the vendors' data sheets.
 PEAK = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12)}
 GOALS = {"paper": 20_000.0, "simclr_r50": 3_500.0}

@@ -258,20 +258,50 @@ def saved_model_part(checkpoint_dir: str | epath.PathLike, part: str, *,
 def _restore_model_part(path: epath.Path, part: str, abstract_part: Any) -> Any:
     """`state/model/<part>` of the step at `path`, as `abstract_part` describes it; the rest
     of the state stays on disk."""
-    target = {"model": {part: abstract_part}}
+    return _restore_partial(path, {"model": {part: abstract_part}}, f"model/{part}")["model"][part]
+
+
+def _restore_partial(path: epath.Path, target: Any, what: str) -> Any:
+    """The subtree `target` describes of the state at `path`; the rest stays on disk."""
     try:
-        restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+        return ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
             path, args=ocp.args.PyTreeRestore(
                 target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
                 partial_restore=True))
     except Exception as e:
-        raise ValueError(f"cannot restore model/{part} from {path}: {_brief(e)}") from e
-    return restored["model"][part]
+        raise ValueError(f"cannot restore {what} from {path}: {_brief(e)}") from e
+
+
+def saved_input_stats(checkpoint_dir: str | epath.PathLike, *,
+                      step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The per-axis `(mean, std)` a 1D method's windows were normalised by, saved as
+    `state/train/input_mean` and `input_std` (the newest step by default); downstream windows
+    take the same normalisation."""
+    path, saved = _saved_state(checkpoint_dir, step)
+    names = ("input_mean", "input_std")
+    if not all(name in saved.get("train", {}) for name in names):
+        raise ValueError(f"checkpoint {path} has no train/input_mean and train/input_std: it "
+                         "was not pre-trained on sensor windows")
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = {"train": {name: jax.ShapeDtypeStruct(saved["train"][name].shape,
+                                                   saved["train"][name].dtype, sharding=one)
+                        for name in names}}
+    restored = _restore_partial(path, target, "train/input_mean and input_std")
+    return tuple(np.asarray(restored["train"][name]) for name in names)
 
 
 def _saved_model_part(checkpoint_dir: str | epath.PathLike, part: str,
                       step: int | None) -> tuple[epath.Path, Any]:
     """The state path of a finished step and the metadata tree of its `model/<part>`."""
+    path, saved = _saved_state(checkpoint_dir, step)
+    if part not in saved.get("model", {}):
+        raise ValueError(f"checkpoint {path} has no model/{part}; it has {sorted(saved)}")
+    return path, saved["model"][part]
+
+
+def _saved_state(checkpoint_dir: str | epath.PathLike,
+                 step: int | None) -> tuple[epath.Path, Any]:
+    """The state path of a finished step and its metadata tree."""
     directory = user_path(checkpoint_dir, what="checkpoint directory")
     steps = finished_steps(directory)
     if not steps:
@@ -285,9 +315,7 @@ def _saved_model_part(checkpoint_dir: str | epath.PathLike, part: str,
         saved = ocp.PyTreeCheckpointHandler().metadata(path).tree
     except Exception as e:
         raise ValueError(f"cannot read the checkpoint at {path}: {_brief(e)}") from e
-    if part not in saved.get("model", {}):
-        raise ValueError(f"checkpoint {path} has no model/{part}; it has {sorted(saved)}")
-    return path, saved["model"][part]
+    return path, saved
 
 
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -1,9 +1,11 @@
-"""A fine-tuned IMU classifier: raw accelerometer windows → spectrogram → encoder → linear head.
+"""A fine-tuned IMU classifier: raw accelerometer windows → frontend → encoder → linear head.
 
-It is what downstream training produces and what `img2imu predict` loads. The spectrogram
-settings (`Frontend`) are kept apart from the network (`Classifier`): the network's compiled
-programs then depend only on the image shape, so one compile serves every setting of the grid,
-and a saved classifier records its frontend beside the weights.
+It is what downstream training produces and what `img2imu predict` loads. The frontend turns
+raw windows into what the encoder takes: spectrogram images for the 2D ResNet (`Frontend`), or
+the windows normalised per axis with the pre-training corpus's statistics for the 1D sensor
+encoder (`SensorFrontend`). It is kept apart from the network (`Classifier`): the network's
+compiled programs then depend only on the input shape, so one compile serves every setting of
+the spectrogram grid, and a saved classifier records its frontend beside the weights.
 
 On disk a classifier is a directory: `state/` (an Orbax checkpoint of the module's arrays) and
 `classifier.json` (architecture, classes, spectrogram and window settings, how it was trained).
@@ -25,7 +27,9 @@ from etils import epath
 from flax import nnx
 
 from img2imu_jax.checkpoint import abstract_like
+from img2imu_jax.models import build_encoder
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models.sensor_cnn import SensorCNN
 from img2imu_jax.paths import user_path
 from img2imu_jax.spectrogram import normalize_imagenet, spectrogram_image
 
@@ -33,8 +37,18 @@ METADATA = "classifier.json"
 STATE = "state"
 
 
+class _Inputs:
+    """What both frontends share: their output for many windows, batch by batch on a device."""
+
+    def images(self, windows: np.ndarray, *, batch_size: int = 1024) -> jax.Array:
+        """The encoder's inputs for `windows` (spectrogram images, or normalised windows),
+        computed on the default device and left there."""
+        return jnp.concatenate([_frontend(self, padded)[:n]
+                                for padded, n in _padded_batches(windows, batch_size)])
+
+
 @dataclasses.dataclass(frozen=True)
-class Frontend:
+class Frontend(_Inputs):
     """Raw `[B, time, 3]` windows → the normalised spectrogram images encoders take.
 
     Hashable by value: jitted functions take it as a static argument, so each setting compiles
@@ -51,22 +65,50 @@ class Frontend:
                                    noverlap=self.noverlap)
         return normalize_imagenet(images)
 
-    def images(self, windows: np.ndarray, *, batch_size: int = 1024) -> jax.Array:
-        """The images of `windows`, computed on the default device and left there."""
-        return jnp.concatenate([_frontend(self, padded)[:n]
-                                for padded, n in _padded_batches(windows, batch_size)])
+    @property
+    def setting(self) -> tuple[int, int]:
+        """What the protocol chose on validation, as results.json records it."""
+        return self.nfft, self.noverlap
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorFrontend(_Inputs):
+    """Raw `[B, time, 3]` windows → `(windows − mean) / std` per axis, what the 1D encoder
+    takes; `mean` and `std` are the pre-training corpus's (`imu.sensor_corpus`), so downstream
+    windows are scaled as pre-training's were. Hashable by value, like `Frontend`."""
+
+    sample_rate: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self):
+        mean, std = (tuple(float(v) for v in np.ravel(a)) for a in (self.mean, self.std))
+        if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+            raise ValueError(f"per-axis mean and std must be 3 values, std > 0; got {mean}, {std}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    def __call__(self, windows: jax.Array) -> jax.Array:
+        mean, std = (jnp.asarray(v, jnp.float32) for v in (self.mean, self.std))
+        return (jnp.asarray(windows, jnp.float32) - mean) / std
+
+    @property
+    def setting(self) -> None:
+        """No setting to choose: results.json records null."""
+        return None
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _frontend(frontend: Frontend, windows: jax.Array) -> jax.Array:
+def _frontend(frontend: Frontend | SensorFrontend, windows: jax.Array) -> jax.Array:
     return frontend(windows)
 
 
 class Classifier(nnx.Module):
-    """An encoder over spectrogram images `[B, H, W, 3]`, then a linear head; its `Frontend`
+    """An encoder over its frontend's output (spectrogram images `[B, H, W, 3]` for a ResNet,
+    normalised windows `[B, time, 3]` for the 1D encoder), then a linear head; the frontend
     travels beside it (in `classifier.json` when saved)."""
 
-    def __init__(self, encoder: ResNet, n_classes: int, *, rngs: nnx.Rngs):
+    def __init__(self, encoder: ResNet | SensorCNN, n_classes: int, *, rngs: nnx.Rngs):
         self.encoder = encoder
         self.head = nnx.Linear(encoder.features, n_classes, rngs=rngs)
 
@@ -80,7 +122,7 @@ class Features:
     compiled function; hashable by value, so every encoder of one architecture shares one
     compiled extractor per setting."""
 
-    frontend: Frontend
+    frontend: Frontend | SensorFrontend
 
     def __call__(self, encoder: nnx.Module, windows: jax.Array) -> jax.Array:
         return encoder(self.frontend(windows)).astype(jnp.float32)
@@ -121,15 +163,15 @@ def _apply(graphdef, apply, state, batch):
     return apply(nnx.merge(graphdef, state), batch)
 
 
-def class_probabilities(classifier: Classifier, frontend: Frontend, windows: np.ndarray, *,
-                        batch_size: int = 1024) -> np.ndarray:
+def class_probabilities(classifier: Classifier, frontend: Frontend | SensorFrontend,
+                        windows: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
     """Softmax probabilities `[N, classes]` of raw `[N, time, 3]` windows."""
     return in_batches(classifier, probabilities, frontend.images(windows, batch_size=batch_size),
                       batch_size=batch_size)
 
 
-def save_classifier(directory: str | os.PathLike, classifier: Classifier, frontend: Frontend,
-                    metadata: dict[str, Any]) -> epath.Path:
+def save_classifier(directory: str | os.PathLike, classifier: Classifier,
+                    frontend: Frontend | SensorFrontend, metadata: dict[str, Any]) -> epath.Path:
     """Writes `classifier`, its `frontend` and `metadata` (classes, window settings…) as a
     directory `load_classifier` reads; an existing one is replaced only once the new one is
     complete."""
@@ -137,9 +179,10 @@ def save_classifier(directory: str | os.PathLike, classifier: Classifier, fronte
     staging = directory.with_name(directory.name + ".partial")
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(staging / STATE, nnx.to_pure_dict(nnx.state(classifier)), force=True)
-    record = {**metadata, "depth": classifier.encoder.depth,
-              "width": classifier.encoder.conv1.out_features,
-              "n_classes": classifier.head.out_features, **dataclasses.asdict(frontend)}
+    record = {**metadata, **_architecture(classifier.encoder),
+              "n_classes": classifier.head.out_features,
+              "frontend": "sensor" if isinstance(frontend, SensorFrontend) else "spectrogram",
+              **dataclasses.asdict(frontend)}
     (staging / METADATA).write_text(json.dumps(record, indent=2) + "\n")
     if directory.exists():
         directory.rmtree()
@@ -147,7 +190,16 @@ def save_classifier(directory: str | os.PathLike, classifier: Classifier, fronte
     return directory
 
 
-def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend, dict[str, Any]]:
+def _architecture(encoder: ResNet | SensorCNN) -> dict[str, Any]:
+    """What `build_encoder` needs to build `encoder` again, as `classifier.json` records it."""
+    if isinstance(encoder, SensorCNN):
+        return {"architecture": "sensor_cnn", "fc_features": encoder.features}
+    return {"architecture": "resnet", "depth": encoder.depth,
+            "width": encoder.conv1.out_features}
+
+
+def load_classifier(directory: str | os.PathLike
+                    ) -> tuple[Classifier, Frontend | SensorFrontend, dict[str, Any]]:
     """The classifier saved in `directory`, its frontend and its metadata."""
     directory = user_path(directory, what="classifier")
     meta_path = directory / METADATA
@@ -157,10 +209,18 @@ def load_classifier(directory: str | os.PathLike) -> tuple[Classifier, Frontend,
     try:
         meta = json.loads(meta_path.read_text())
         # Abstract: the restore below fills every array, so no initialiser runs (or compiles).
+        # Classifiers saved before 1D encoders existed record neither key: ResNet, spectrogram.
+        architecture = meta.get("architecture", "resnet")
+        shape = ({"fc_features": meta["fc_features"]} if architecture == "sensor_cnn"
+                 else {"depth": meta["depth"], "width": meta["width"]})
         classifier = nnx.eval_shape(lambda: Classifier(
-            ResNet(meta["depth"], width=meta["width"], rngs=nnx.Rngs(0)), meta["n_classes"],
+            build_encoder(architecture, **shape, rngs=nnx.Rngs(0)), meta["n_classes"],
             rngs=nnx.Rngs(0)))
-        frontend = Frontend(float(meta["sample_rate"]), int(meta["nfft"]), int(meta["noverlap"]))
+        if meta.get("frontend", "spectrogram") == "sensor":
+            frontend = SensorFrontend(float(meta["sample_rate"]), meta["mean"], meta["std"])
+        else:
+            frontend = Frontend(float(meta["sample_rate"]), int(meta["nfft"]),
+                                int(meta["noverlap"]))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{meta_path} is not a valid classifier description: {e!r}") from e
     one = jax.sharding.SingleDeviceSharding(jax.devices()[0])

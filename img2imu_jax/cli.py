@@ -307,8 +307,10 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.overrides)  # every config error before any compile
     from img2imu_jax.images.sources import check_source  # TensorFlow loads only when needed
+    from img2imu_jax.methods import method_class
 
-    check_source(config.data.dataset, config.data.data_dir or None)
+    if method_class(config.method).input == "images":  # sensor corpora: checked by validate
+        check_source(config.data.dataset, config.data.data_dir or None)
     peers = None
     if args.coordinator or args.distributed:
         from img2imu_jax import multihost

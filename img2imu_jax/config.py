@@ -22,9 +22,12 @@ from ml_collections.config_flags import config_path
 from img2imu_jax import evaluators
 from img2imu_jax.augment import make_augment
 from img2imu_jax.evaluators import imu_fewshot, imu_validation
-from img2imu_jax.methods import METHODS
+from img2imu_jax.imu.registry import DATASETS
+from img2imu_jax.methods import METHODS, method_class
+from img2imu_jax.models import ENCODERS
 from img2imu_jax.models.heads import PRESETS
 from img2imu_jax.optim import OPTIMIZERS, SCALINGS
+from img2imu_jax.sensor_transforms import TRANSFORMS, parse_spec
 from img2imu_jax.torch_weights import torchvision_init
 
 MOCO_QUERY_BN = ("global", "groups")
@@ -47,6 +50,21 @@ def _recipes_dir() -> Path:
 
 # `--config demo` finds `demo.py` here, from a checkout and from any installed wheel.
 RECIPES = _recipes_dir()
+
+
+def sensor_config(method: str) -> ml_collections.ConfigDict:
+    """What the 1D recipes share: `method` on the 1D encoder, pre-trained on BasicMotions's
+    5 s windows for 50 epochs (the paper's count) in batches of 64, probed every 50 steps."""
+    config = base_config()
+    config.method = method
+    config.model.encoder = "sensor_cnn"
+    config.data.dataset = "basicmotions"
+    config.batch_size = 64
+    config.epochs = 50.0
+    config.checkpoint_every = 50
+    config.log_every = 10
+    config.evals.probe.every = 50
+    return config
 
 
 def recipe_names() -> list[str]:
@@ -75,18 +93,27 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
 
     config.data = ml_collections.ConfigDict()
-    config.data.dataset = "imagenet2012"  # a TFDS name, 'bundled_photos' or a folder of images
+    # A TFDS name, 'bundled_photos' or a folder of images; for the 1D methods one registry
+    # dataset or several joined by ',' (imu/window_batches.py), data_dir their folders likewise.
+    config.data.dataset = "imagenet2012"
     config.data.data_dir = ""  # '' = TFDS's default data directory
     config.data.split = "train"
     config.data.image_size = (96, 128)  # (height, width): the paper's 128 × 96 (W × H)
     config.data.shuffle_buffer = 16_384
     config.data.prefetch = 2  # global batches made ready on the devices ahead of the step
+    # The 1D methods' windows: one model per length (2, 5 or 10 s), 50 % overlap.
+    config.data.seconds = 5.0
+    config.data.sample_rate = 50.0
+    config.data.generic_sample_rate = 0.0  # Hz of a 'generic' file; registry datasets know theirs
 
     config.augment = ml_collections.ConfigDict()
     config.augment.spec = "translate_x|permute_x|hue|jitter"  # the paper's sensor-aware set
     config.augment.params = ml_collections.ConfigDict()  # `<op>_<param>` overrides, e.g. hue_p
 
     config.model = ml_collections.ConfigDict()
+    # 'resnet' (2D, spectrogram images) or 'sensor_cnn' (1D, raw windows; models/sensor_cnn.py)
+    config.model.encoder = "resnet"
+    config.model.fc_features = 256  # sensor_cnn's fully connected layer
     config.model.depth = 18
     config.model.width = 64
     config.model.head = "mocov2"  # 'mocov2' (2-layer MLP) or 'simclr' (BN MLP)
@@ -97,7 +124,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 'bfloat16'/'float32'. Parameters, optimizer state, BN statistics and the loss stay float32.
     config.model.dtype = "auto"
 
-    config.method = "moco"  # a module of img2imu_jax/methods: 'moco', 'simclr' or 'simsiam'
+    # A module of img2imu_jax/methods: 'moco', 'simclr', 'simsiam' (images) or 'simclr_1d',
+    # 'multitask_1d', 'cpc_1d' (sensor windows; these need model.encoder='sensor_cnn').
+    config.method = "moco"
     config.temperature = 0.2
     config.moco = ml_collections.ConfigDict()
     config.moco.momentum = 0.999
@@ -109,6 +138,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.moco.query_bn = "global"
     config.simsiam = ml_collections.ConfigDict()
     config.simsiam.predictor_features = 0  # the predictor's bottleneck; 0 = out_features // 4
+    # The 1D sensor methods (methods/simclr_1d.py, multitask_1d.py, cpc_1d.py): transformation
+    # chains and names from sensor_transforms, joined by '|'.
+    config.simclr_1d = ml_collections.ConfigDict()
+    config.simclr_1d.transforms = "channel_shuffle|permutation"
+    config.multitask_1d = ml_collections.ConfigDict()
+    config.multitask_1d.transforms = "|".join(TRANSFORMS)  # one binary task each
+    config.multitask_1d.hidden_features = 256
+    config.cpc_1d = ml_collections.ConfigDict()
+    config.cpc_1d.steps = 28  # future steps predicted
+    config.cpc_1d.context_features = 256
+    config.cpc_1d.context_layers = 2
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adam"  # 'adam', 'lars' or 'sgd'
@@ -217,6 +257,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(config.model.head in PRESETS,
           f"model.head must be one of {sorted(PRESETS)}; got {config.model.head!r}")
     check(config.model.depth in (18, 34, 50, 101), f"model.depth {config.model.depth} unsupported")
+    check(config.model.encoder in ENCODERS,
+          f"model.encoder must be one of {ENCODERS}; got {config.model.encoder!r}")
+    check(config.model.fc_features > 0, f"model.fc_features must be > 0; got "
+          f"{config.model.fc_features}")
+    windows = method_class(config.method).input == "windows"
+    needed = "sensor_cnn" if windows else "resnet"
+    check(config.model.encoder == needed, f"method {config.method!r} needs model.encoder "
+          f"{needed!r}; got {config.model.encoder!r}")
+    check(config.data.seconds > 0 and config.data.sample_rate > 0
+          and config.data.generic_sample_rate >= 0, "data.seconds and data.sample_rate must "
+          "be > 0 and data.generic_sample_rate >= 0")
+    unknown = [name for name in config.data.dataset.split(",") if name.strip() not in DATASETS]
+    check(not windows or not unknown, f"data.dataset {config.data.dataset!r} of method "
+          f"{config.method!r} must name datasets among {', '.join(DATASETS)}, joined by ','")
+    for section in ("simclr_1d", "multitask_1d"):
+        try:
+            parse_spec(config[section].transforms)
+        except ValueError as error:
+            raise ValueError(f"invalid config: {section}.transforms: {error}") from None
+    check(min(config.multitask_1d.hidden_features, config.cpc_1d.steps,
+              config.cpc_1d.context_features, config.cpc_1d.context_layers) >= 1,
+          "multitask_1d.hidden_features and cpc_1d.steps, context_features, context_layers "
+          "must be >= 1")
     check(config.model.width > 0 and config.model.out_features > 0, "model sizes must be > 0")
     check(config.model.dtype in DTYPES,
           f"model.dtype must be one of {DTYPES}; got {config.model.dtype!r}")

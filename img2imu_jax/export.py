@@ -3,8 +3,9 @@
 - torchvision: a pre-training checkpoint's encoder (and projection head when asked) or a saved
   classifier's encoder and head, as a ResNet `state_dict` (`torch_weights`).
 - LiteRT and StableHLO: a saved classifier as one program from a raw accelerometer window
-  `[batch, time, 3]` at the classifier's sample rate to class probabilities, the spectrogram
-  inside, so a phone app needs no frontend of its own. Its description (classes, the
+  `[batch, time, 3]` at the classifier's sample rate to class probabilities, the frontend
+  (spectrogram, or a 1D encoder's per-axis normalisation) inside, so a phone app needs none of
+  its own. Its description (classes, the
   `classifier.json` fields, the input contract) is written beside it as JSON.
 
 The LiteRT path is the one LiteRT documents for JAX: `jax2tf.convert` with its native
@@ -26,8 +27,8 @@ import numpy as np
 from flax import nnx
 
 from img2imu_jax.checkpoint import CHECKPOINTS, saved_model_part
-from img2imu_jax.classifier import (METADATA, Classifier, Frontend, class_probabilities,
-                                    load_classifier)
+from img2imu_jax.classifier import (METADATA, Classifier, Frontend, SensorFrontend,
+                                    class_probabilities, load_classifier)
 from img2imu_jax.finetune.results import source_windows
 from img2imu_jax.imu.protocol import macro_f1
 from img2imu_jax.paths import is_remote, user_path
@@ -50,7 +51,10 @@ def export_torchvision(source: str | os.PathLike, out_stem: str | os.PathLike, *
     out_stem = _local_output(out_stem)
     source = Path(source)
     if (source / METADATA).is_file():
-        classifier, _, _ = load_classifier(source)
+        classifier, _, meta = load_classifier(source)
+        if meta.get("architecture", "resnet") != "resnet":
+            raise ValueError(f"{source}: a {meta['architecture']} classifier has no torchvision "
+                             "form; export it --to litert or --to stablehlo")
         encoder = nnx.to_pure_dict(nnx.state(classifier.encoder))
         state_dict = to_state_dict(encoder, nnx.to_pure_dict(nnx.state(classifier.head)))
     else:
@@ -67,8 +71,8 @@ def window_length(meta: dict[str, Any]) -> int:
     return round(meta["seconds"] * meta["sample_rate"])
 
 
-def probability_function(classifier: Classifier,
-                         frontend: Frontend) -> Callable[[jax.Array], jax.Array]:
+def probability_function(classifier: Classifier, frontend: Frontend | SensorFrontend
+                         ) -> Callable[[jax.Array], jax.Array]:
     """Raw windows `[batch, time, 3]` → class probabilities, eval mode, weights as constants."""
     classifier.eval()
     graphdef, state = nnx.split(classifier)

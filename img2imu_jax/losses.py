@@ -1,5 +1,6 @@
-"""Pre-training objectives: SimCLR's NT-Xent (negatives from every device), MoCo's InfoNCE and
-SimSiam's negative cosine.
+"""Pre-training objectives: SimCLR's NT-Xent (negatives from every device), MoCo's InfoNCE,
+SimSiam's negative cosine, and for the sensor baselines CPC's InfoNCE over future steps and the
+multi-task binary cross-entropies.
 
 All similarity math runs in float32 on L2-normalised embeddings, whatever dtype the encoder
 computed in: with τ ≈ 0.1 a bf16 cosine similarity would be off by several hundredths of a logit.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from img2imu_jax.parallel import all_gather, spans_devices
@@ -164,3 +166,46 @@ def negative_cosine(p: jax.Array, z: jax.Array) -> jax.Array:
         raise ValueError(f"p and z must both be [batch, dim]; got {p.shape}, {z.shape}")
     z = lax.stop_gradient(z)
     return -jnp.mean(jnp.sum(l2_normalize(p) * l2_normalize(z), axis=-1))
+
+
+def cpc_info_nce(
+    predictions: jax.Array, targets: jax.Array, *, axis_name: str | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """CPC's InfoNCE over K future steps (van den Oord et al. 2018; Haresamudram et al.'s
+    CPC for HAR): `predictions[k, i]` is example i's prediction `W_k c_t` of its latent k + 1
+    steps ahead, `targets[k, i]` that latent `z_{t+k+1}` (`[K, n, d]` each).
+
+    Each prediction scores every example's latent at the same step by a dot product; the
+    positive is its own, the negatives the other examples' (of the global batch with
+    `axis_name`, as `nt_xent` gathers). The loss is the cross-entropy averaged over the K
+    steps and the local predictions; also returns the fraction whose own latent scores
+    highest. Gradients reach both predictions and latents (no normalisation, no temperature,
+    as CPC). Averaging the per-device results over the axis is the caller's, as for `nt_xent`.
+    """
+    if predictions.ndim != 3 or predictions.shape != targets.shape:
+        raise ValueError(f"predictions and targets must both be [steps, batch, dim]; got "
+                         f"{predictions.shape}, {targets.shape}")
+    predictions, targets = predictions.astype(jnp.float32), targets.astype(jnp.float32)
+    n = predictions.shape[1]
+    if axis_name is None:
+        candidates, offset = targets, 0
+    else:
+        candidates = all_gather(targets.swapaxes(0, 1), axis_name).swapaxes(0, 1)
+        offset = lax.axis_index(axis_name) * n
+    logits = jnp.einsum("kid,kjd->kij", predictions, candidates,
+                        precision=lax.Precision.HIGHEST)
+    positive = offset + jnp.arange(n)
+    log_prob = jax.nn.log_softmax(logits, axis=-1)
+    loss = -jnp.mean(jnp.take_along_axis(log_prob, positive[None, :, None], axis=-1))
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == positive[None, :])
+    return loss, accuracy
+
+
+def binary_cross_entropies(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-task binary cross-entropy `[tasks]` of logits and 0/1 labels `[examples, tasks]`,
+    each the mean over examples (Saeed et al.'s multi-task self-supervision sums these)."""
+    if logits.ndim != 2 or logits.shape != labels.shape:
+        raise ValueError(f"logits and labels must both be [examples, tasks]; got "
+                         f"{logits.shape}, {labels.shape}")
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
+                                                       labels.astype(jnp.float32)), axis=0)

@@ -4,12 +4,15 @@ The step is written as the per-device program — augment this device's images, 
 views, a loss whose negatives come from every device, gradients and BatchNorm statistics
 averaged over the `'data'` axis — and mapped over every device of every process with
 `jax.shard_map` under `jax.jit`, donating the state. The method (`img2imu_jax.methods`: `moco`,
-the paper's; `simclr`; `simsiam`) supplies the loss and its extra state; `setup()` builds the
-state and step once for the trainer, the tests and the benchmarks.
+the paper's; `simclr`; `simsiam`; the 1D sensor baselines `simclr_1d`, `multitask_1d`,
+`cpc_1d`) supplies the loss and its extra state; `setup()` builds the state and step once for
+the trainer, the tests and the benchmarks. The 1D methods take a sensor corpus's normalised
+windows (`imu.window_batches`) where the others take photos, and make their own views.
 
 The state is one pytree with the checkpoint's names: `model` (`encoder`, `head`, and SimSiam's
-`predictor`), `opt_state` and `train` (step, root key, and the method's extra state: for MoCo
-the key encoder and the queue). With the input
+`predictor`), `opt_state` and `train` (step, root key, the 1D methods' corpus normalisation
+`input_mean` and `input_std`, and the method's extra state: for MoCo the key encoder and the
+queue). With the input
 position beside it in the checkpoint, a restarted run continues exactly where it stopped.
 """
 
@@ -39,7 +42,8 @@ from img2imu_jax.checkpoint import Checkpointer, abstract_like
 from img2imu_jax.evaluators import Evaluators
 from img2imu_jax.images.pipeline import HostBatches, ImageBatches
 from img2imu_jax.images.sources import load_builder
-from img2imu_jax.methods import Method, get_method
+from img2imu_jax.imu.window_batches import HostWindows, pretraining_corpus
+from img2imu_jax.methods import Method, get_method, method_class
 from img2imu_jax.multihost import PreemptionWatch
 from img2imu_jax.parallel import DATA_AXIS, data_mesh, pmean
 from img2imu_jax.paths import user_path
@@ -65,20 +69,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    # ---- Data: this process's share, decoded on the host, augmented on the device.
-    if jax.process_index() == 0:  # bundled photos and folders are written once, by process 0
-        load_builder(config.data.dataset, config.data.data_dir or None)
-    multihost_utils.sync_global_devices("input dataset ready")
-    builder = load_builder(config.data.dataset, config.data.data_dir or None)
+    # ---- Data: this process's share, read on the host, augmented on the device.
     local_batch = config.batch_size // jax.process_count()
-    steps_per_epoch = max(1, HostBatches(
-        builder, batch_size=local_batch, seed=config.seed, split=config.data.split,
-        image_size=tuple(config.data.image_size),
-    ).records_per_epoch // local_batch)
+    host_input, input_stats = _host_input(config, local_batch)
+    steps_per_epoch = max(1, host_input(None).records_per_epoch // local_batch)
     total_steps = config.total_steps or math.ceil(config.epochs * steps_per_epoch)
 
     # ---- Method, model, optimizer, the initial state and the step.
-    run = setup(config, mesh, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    run = setup(config, mesh, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                input_stats=input_stats)
     step_fn, progress, state = run.step_fn, run.method.progress, run.state
     del run  # a restore replaces `state`: nothing may keep the initial one on the devices
 
@@ -96,9 +95,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     start = int(state["train"]["step"])
 
     # ---- The loop.
-    host = HostBatches(builder, batch_size=local_batch, seed=config.seed,
-                       split=config.data.split, image_size=tuple(config.data.image_size),
-                       shuffle_buffer=config.data.shuffle_buffer, state=data_state)
+    host = host_input(data_state)
     writer = training_writer(workdir, config, resumed_step=start)
     profiler = StepProfiler(workdir, config.profile_steps)
     stop = PreemptionWatch(start)
@@ -139,12 +136,34 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     return report.last
 
 
+def _host_input(config: ml_collections.ConfigDict, local_batch: int):
+    """`(host_input, input_stats)`: `host_input(position)` makes this process's host batches
+    from a saved input position (None: the start); `input_stats` are the sensor corpus's
+    per-axis `input_mean`, `input_std` (its windows come normalised by them), None for photos."""
+    if method_class(config.method).input == "windows":
+        corpus = pretraining_corpus(config.data)
+        windows = corpus.normalised()
+        log.info("sensor corpus %s: %d windows of %s s at %s Hz", ", ".join(corpus.sources),
+                 len(corpus), corpus.seconds, corpus.sample_rate)
+        return (lambda position: HostWindows(windows, batch_size=local_batch, seed=config.seed,
+                                             state=position),
+                {"input_mean": corpus.mean, "input_std": corpus.std})
+    if jax.process_index() == 0:  # bundled photos and folders are written once, by process 0
+        load_builder(config.data.dataset, config.data.data_dir or None)
+    multihost_utils.sync_global_devices("input dataset ready")
+    builder = load_builder(config.data.dataset, config.data.data_dir or None)
+    return (lambda position: HostBatches(
+        builder, batch_size=local_batch, seed=config.seed, split=config.data.split,
+        image_size=tuple(config.data.image_size), shuffle_buffer=config.data.shuffle_buffer,
+        state=position), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """Everything a pre-training needs before its first batch; `setup()` makes it."""
 
     state: dict  # replicated on the mesh, named as the checkpoint stores it
-    step_fn: Callable  # jitted, donating: (state, images_uint8) -> (state, metrics)
+    step_fn: Callable  # jitted, donating: (state, batch) -> (state, metrics)
     schedule: optax.Schedule
     tx: optax.GradientTransformation
     graphdef: nnx.GraphDef
@@ -152,9 +171,11 @@ class Setup:
 
 
 def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_per_epoch: int,
-          total_steps: int) -> Setup:
+          total_steps: int, input_stats: dict[str, np.ndarray] | None = None) -> Setup:
     """The method, optimizer, schedule, initial state and compiled-on-first-call step that
-    `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share."""
+    `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share.
+    `input_stats` (the 1D methods' corpus `input_mean`, `input_std`) go into the state, so
+    every checkpoint carries the normalisation its encoder was trained under."""
     method = get_method(config)
     per_device = config.batch_size // mesh.size
     if config.grad_chunks > 1 and not method.supports_grad_chunks:
@@ -170,16 +191,18 @@ def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_p
     tx = optim.make_optimizer(config.optim.name, schedule,
                               weight_decay=config.optim.weight_decay,
                               momentum=config.optim.momentum)
-    augment = make_augment(config.augment.spec, **dict(config.augment.params))
-    state = jax.device_put(initial_state(config, method, tx),
+    views = (method.views if method.input == "windows" else
+             image_views(make_augment(config.augment.spec, **dict(config.augment.params))))
+    state = jax.device_put(initial_state(config, method, tx, input_stats),
                            NamedSharding(mesh, PartitionSpec()))
-    step_fn = shard_step(per_device_step(method, tx, schedule, augment), mesh)
+    step_fn = shard_step(per_device_step(method, tx, schedule, views), mesh)
     return Setup(state=state, step_fn=step_fn, schedule=schedule, tx=tx,
                  graphdef=method.graphdef, method=method)
 
 
 def initial_state(
-    config: ml_collections.ConfigDict, method: Method, tx: optax.GradientTransformation
+    config: ml_collections.ConfigDict, method: Method, tx: optax.GradientTransformation,
+    input_stats: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """The whole training state as one pytree, named as the checkpoint stores it; the encoder
     from `config.init`'s torchvision weights when set (before MoCo copies it to its key
@@ -189,40 +212,56 @@ def initial_state(
     train = {
         "step": jnp.zeros((), jnp.int32),
         "key": jax.random.key_data(jax.random.key(config.seed)),
+        **{name: jnp.asarray(value, jnp.float32) for name, value in (input_stats or {}).items()},
         **method.init_extra(model),
     }
     return {"model": nnx.state(model), "opt_state": tx.init(nnx.state(model, nnx.Param)),
             "train": train}
 
 
+def image_views(augment):
+    """`views(key, images, indices)`: two augmented, ImageNet-normalised views of uint8 images."""
+
+    def views(key: jax.Array, images: jax.Array, indices: jax.Array):
+        pixels = images.astype(jnp.float32) / 255.0
+        # Two calls, not one vmap over the views: that measured 4× slower on XLA:CPU (RESULTS.md).
+        return (normalize_imagenet(augment(jax.random.fold_in(key, 0), pixels, indices)),
+                normalize_imagenet(augment(jax.random.fold_in(key, 1), pixels, indices)))
+
+    return views
+
+
+# Training-state entries the step carries unchanged and the method never sees.
+INPUT_STATS = ("input_mean", "input_std")
+
+
 def per_device_step(
     method: Method,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
-    augment,
+    views,
 ):
-    """One device's share of a training step: `(state, images) -> (state, metrics)`.
+    """One device's share of a training step: `(state, batch) -> (state, metrics)`.
 
     Run it under `shard_step` (or `jax.pmap` with axis name `'data'`): collectives name the
     axis, so negatives, gradients and BatchNorm statistics cover the global batch.
-    `augment(key, images, indices)` gets each example's global index, so views do not depend
-    on how the batch is split. The method supplies the loss and its extra state; this step
-    does the rest the same way for every method.
+    `views(key, batch, indices)` (`image_views` for photos, the method's own for sensor
+    windows) gets each example's global index, so views do not depend on how the batch is
+    split. The method supplies the loss and its extra state; this step does the rest the
+    same way for every method.
     """
 
-    def step_fn(state: dict, images: jax.Array) -> tuple[dict, dict]:
+    def step_fn(state: dict, batch: jax.Array) -> tuple[dict, dict]:
         train_state = state["train"]
         step = train_state["step"]
-        n = images.shape[0]
+        n = batch.shape[0]
         indices = jax.lax.axis_index(DATA_AXIS) * n + jnp.arange(n)
         key = jax.random.fold_in(jax.random.wrap_key_data(train_state["key"]), step)
-        pixels = images.astype(jnp.float32) / 255.0
-        # Two calls, not one vmap over the views: that measured 4× slower on XLA:CPU (RESULTS.md).
-        view_a = normalize_imagenet(augment(jax.random.fold_in(key, 0), pixels, indices))
-        view_b = normalize_imagenet(augment(jax.random.fold_in(key, 1), pixels, indices))
+        view_a, view_b = views(key, batch, indices)
         params, batch_stats = nnx.split_state(state["model"], nnx.Param, nnx.BatchStat)
+        carried = {name: train_state[name] for name in INPUT_STATS if name in train_state}
         extra = {name: value for name, value in train_state.items()
-                 if name not in ("step", "key")}
+                 if name not in ("step", "key", *carried)}
 
         (loss, method_metrics, aux, new_stats), grads = method.value_and_grad(
             params, batch_stats, view_a, view_b, extra, jax.random.fold_in(key, 2))
@@ -232,7 +271,7 @@ def per_device_step(
         grads = pmean(grads, DATA_AXIS)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
-        new_train = {"step": step + 1, "key": train_state["key"],
+        new_train = {"step": step + 1, "key": train_state["key"], **carried,
                      **method.after_update(extra, new_params, aux)}
         metrics = {
             "loss": pmean(loss, DATA_AXIS),

@@ -21,11 +21,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from img2imu_jax.classifier import in_batches
 from img2imu_jax.finetune.training import extract_features
 from img2imu_jax.imu.protocol import Fold, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.registry import DATASETS, load_dataset
+from img2imu_jax.imu.sensor_corpus import normalise
 from img2imu_jax.imu.windows import make_windows
-from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models import SensorCNN, build_encoder
+from img2imu_jax.models.sensor_cnn import window_features
 
 
 def ridge_head(features: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -109,7 +112,9 @@ def describe(section: ml_collections.ConfigDict, subjects: str) -> str:
 
 
 class FewShotProbe(abc.ABC):
-    """A ResNet encoder's features of one IMU dataset's windows, with its subject-wise folds and
+    """The run's encoder's features of one IMU dataset's windows — a ResNet on spectrograms
+    (one setting), or the 1D encoder on the windows normalised by the pre-training corpus's
+    `input_mean`, `input_std` (saved in the training state) — with its subject-wise folds and
     seeded n-shot training draws prepared once; subclasses score them."""
 
     def __init__(self, section: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
@@ -124,8 +129,9 @@ class FewShotProbe(abc.ABC):
         self.setting = (int(section.nfft), int(section.noverlap))
         self.ridges = tuple(float(r) for r in section.ridges)
         # One float32 encoder for the whole run; each evaluation loads the current weights.
-        self.encoder = ResNet(config.model.depth, width=config.model.width,
-                              rngs=nnx.Rngs(0))
+        self.encoder = build_encoder(config.model.encoder, depth=config.model.depth,
+                                     width=config.model.width,
+                                     fc_features=config.model.fc_features, rngs=nnx.Rngs(0))
 
     def run(self, train_state: dict) -> dict[str, float]:
         """`f1_<n>shot` (`score`'s mean over folds) and `seconds`; `train_state` is the
@@ -135,9 +141,15 @@ class FewShotProbe(abc.ABC):
                              train_state["model"]["encoder"])
         started = time.perf_counter()
         nnx.update(self.encoder, local)
-        features = extract_features(self.encoder, self.windows.samples,
-                                    sample_rate=self.windows.sample_rate,
-                                    nfft=self.setting[0], noverlap=self.setting[1])
+        if isinstance(self.encoder, SensorCNN):
+            mean, std = (np.array(train_state["train"][name].addressable_data(0))
+                         for name in ("input_mean", "input_std"))
+            features = in_batches(self.encoder, window_features,
+                                  normalise(self.windows.samples, mean, std))
+        else:
+            features = extract_features(self.encoder, self.windows.samples,
+                                        sample_rate=self.windows.sample_rate,
+                                        nfft=self.setting[0], noverlap=self.setting[1])
         metrics = {f"f1_{n}shot": float(np.mean([
             self.score(features, fold, train) for fold, train in zip(self.folds, self.train[n])]))
             for n in self.shots}

@@ -371,3 +371,58 @@ def test_simsiam_output_std_is_one_for_gaussian_outputs_and_zero_when_collapsed(
     assert abs(float(on_one_device(gaussian)) - 1.0) < 0.02
     collapsed = np.tile(gaussian[:1], (4096, 1)) + 1e-4 * gaussian
     assert float(on_one_device(collapsed)) < 0.01
+
+
+# ---- The sensor baselines' objectives.
+
+
+def ref_cpc(predictions, targets):
+    """CPC's InfoNCE written out with float64 loops: step k, prediction i against every latent."""
+    p, z = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
+    steps, n, _ = p.shape
+    total, hits = 0.0, 0
+    for k in range(steps):
+        for i in range(n):
+            scores = np.array([p[k, i] @ z[k, j] for j in range(n)])
+            total -= scores[i] - np.log(np.sum(np.exp(scores)))
+            hits += int(np.argmax(scores) == i)
+    return total / (steps * n), hits / (steps * n)
+
+
+def test_cpc_info_nce_matches_a_loop_over_steps_and_predictions():
+    rng = np.random.default_rng(11)
+    predictions = rng.normal(size=(3, 8, 5)).astype(np.float32)
+    targets = (predictions + rng.normal(scale=1.5, size=(3, 8, 5))).astype(np.float32)
+    loss, accuracy = jax.jit(losses.cpc_info_nce)(predictions, targets)
+    ref_loss, ref_accuracy = ref_cpc(predictions, targets)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    assert float(accuracy) == pytest.approx(ref_accuracy) and 0 < ref_accuracy < 1
+    with pytest.raises(ValueError, match=r"\[steps, batch, dim\]"):
+        losses.cpc_info_nce(predictions[0], targets[0])
+
+
+def test_per_device_cpc_info_nce_scores_every_devices_latents():
+    rng = np.random.default_rng(12)
+    predictions = rng.normal(size=(2, 16, 4)).astype(np.float32)
+    targets = (predictions + rng.normal(size=(2, 16, 4))).astype(np.float32)
+    per_device = jax.jit(jax.shard_map(
+        lambda p, z: jnp.stack(losses.cpc_info_nce(p, z, axis_name=DATA_AXIS))[None],
+        mesh=data_mesh(), in_specs=(P(None, DATA_AXIS), P(None, DATA_AXIS)),
+        out_specs=P(DATA_AXIS),
+    ))(predictions, targets)
+    ref_loss, ref_accuracy = ref_cpc(predictions, targets)
+    np.testing.assert_allclose(per_device[:, 0].mean(), ref_loss, rtol=1e-5)
+    np.testing.assert_allclose(per_device[:, 1].mean(), ref_accuracy, rtol=1e-6)
+
+
+def test_binary_cross_entropies_match_the_formula_per_task():
+    rng = np.random.default_rng(13)
+    logits = rng.normal(scale=3, size=(10, 4)).astype(np.float32)
+    labels = rng.integers(0, 2, size=(10, 4))
+    probability = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    expected = -np.mean(labels * np.log(probability) + (1 - labels) * np.log(1 - probability),
+                        axis=0)
+    np.testing.assert_allclose(losses.binary_cross_entropies(logits, labels), expected,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match=r"\[examples, tasks\]"):
+        losses.binary_cross_entropies(logits, labels[:, :3])

@@ -104,6 +104,7 @@ def test_simsiam_recipe_builds_a_predictor_and_unknown_methods_list_the_known_on
     state = nnx.state(nnx.eval_shape(method.build))
     assert set(state) == {"encoder", "head", "predictor"}
     assert state["predictor"]["reduce"]["kernel"].get_value().shape == (2048, 512)
-    assert METHODS == ("moco", "simclr", "simsiam")
-    with pytest.raises(ValueError, match="method must be one of moco, simclr, simsiam; got 'byol'"):
+    assert METHODS == ("cpc_1d", "moco", "multitask_1d", "simclr", "simclr_1d", "simsiam")
+    with pytest.raises(ValueError, match="method must be one of cpc_1d, moco, multitask_1d, "
+                                         "simclr, simclr_1d, simsiam; got 'byol'"):
         load_config(CONFIGS / "demo.py", ["method=byol"])

@@ -13,7 +13,7 @@ from img2imu_jax import cli
 from img2imu_jax.augment import make_augment
 from img2imu_jax.config import RECIPES as CONFIGS, load_config
 from img2imu_jax.parallel import data_mesh
-from img2imu_jax.pretrain import per_device_step, setup, shard_step
+from img2imu_jax.pretrain import image_views, per_device_step, setup, shard_step
 
 SMALL = ["model.width=8", "data.image_size=(32,48)", "batch_size=16", "moco.queue_size=64",
          "data.shuffle_buffer=32"]
@@ -74,7 +74,7 @@ def test_the_per_device_step_under_pmap_matches_shard_map():
     batch = images()
     run = one_step(config, data_mesh())
     step = per_device_step(run.method, run.tx, run.schedule,
-                           make_augment(config.augment.spec))
+                           image_views(make_augment(config.augment.spec)))
     state = run.state
     expected_state, expected = jax.device_get(shard_step(step, data_mesh())(
         jax.tree.map(lambda x: x.copy(), state),
@@ -95,5 +95,6 @@ def test_config_errors_come_before_anything_compiles(tmp_path, capsys):
     assert cli.main(argv + ["--config.batch_size=lots"]) == 1
     assert "batch_size must be int" in capsys.readouterr().err
     assert cli.main(argv + ["--config.method=byol"]) == 1
-    assert "method must be one of moco, simclr, simsiam" in capsys.readouterr().err
+    assert "method must be one of cpc_1d, moco, multitask_1d, simclr, simclr_1d, simsiam" in \
+        capsys.readouterr().err
     assert not any(tmp_path.iterdir())

@@ -13,6 +13,7 @@ from img2imu_jax.finetune.protocol import LINEAR_PROTOCOLS, MODES, TUNED_LRS
 from img2imu_jax.finetune.training import FullFinetune
 from img2imu_jax.imu.registry import DATASETS
 from img2imu_jax.imu.windows import LABEL_RULES
+from img2imu_jax.models import ENCODERS
 from img2imu_jax.torch_weights import torchvision_init
 
 
@@ -48,8 +49,12 @@ def finetune_base_config() -> ml_collections.ConfigDict:
     config.finetune = ml_collections.ConfigDict(dataclasses.asdict(FullFinetune()))
     config.save_models = True  # per encoder and mode: the best-validation fold's classifier
     config.model = ml_collections.ConfigDict()
+    # 'resnet' (spectrogram images, `depth` and `width`) or 'sensor_cnn' (the 1D encoder on
+    # windows normalised with the pre-training corpus's mean and std, `fc_features` wide).
+    config.model.encoder = "resnet"
     config.model.depth = 18
     config.model.width = 64
+    config.model.fc_features = 256
     config.compilation_cache_dir = "~/.cache/img2imu/jax"  # '' = off; the env var wins
     # 'torchvision:PATH': also evaluate an encoder from a torchvision state_dict on disk (the
     # paper's "ImageNet-supervised" row with torchvision's ImageNet weights)
@@ -85,4 +90,10 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
                          f"{config.data.label_rule!r}")
     if not config.linear_lr > 0:
         raise ValueError(f"invalid config: linear_lr must be > 0; got {config.linear_lr}")
+    if config.model.encoder not in ENCODERS:
+        raise ValueError(f"invalid config: model.encoder must be one of {ENCODERS}; got "
+                         f"{config.model.encoder!r}")
+    if config.model.encoder != "resnet" and config.get("init", ""):
+        raise ValueError("invalid config: init (torchvision weights) needs model.encoder "
+                         "'resnet'")
     torchvision_init(config.get("init", ""))

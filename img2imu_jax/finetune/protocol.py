@@ -10,13 +10,14 @@ import logging
 import jax.numpy as jnp
 import numpy as np
 
-from img2imu_jax.classifier import Classifier, Frontend, class_probabilities
+from img2imu_jax.classifier import Classifier, Frontend, SensorFrontend, class_probabilities
 from img2imu_jax.finetune.training import (LINEAR_EPOCHS, LINEAR_LR, FullFinetune,
-                                           extract_features, full_finetune, head_classifier,
+                                           frontend_features, full_finetune, head_classifier,
                                            predict, train_linear_head, train_linear_heads)
 from img2imu_jax.imu.protocol import SHOTS, few_shot, macro_f1, subject_folds
 from img2imu_jax.imu.windows import Windows
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models.sensor_cnn import SensorCNN
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ TUNED_LRS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def evaluate(
-    encoder: ResNet,
+    encoder: ResNet | SensorCNN,
     windows: Windows,
     *,
     modes: tuple[str, ...] = ("linear",),
     shots: tuple[int, ...] = SHOTS,
     folds: int = 5,
     grid: tuple[tuple[int, int], ...] = SPECTROGRAM_GRID,
+    frontends: tuple[Frontend | SensorFrontend, ...] = (),
     seed: int = 0,
     epochs: int = LINEAR_EPOCHS,
     linear_lr: float = LINEAR_LR,
@@ -56,6 +58,9 @@ def evaluate(
 ) -> tuple[dict, dict]:
     """The paper's protocol for one encoder: per fold and shot count, the spectrogram setting
     whose linear head scores best on the validation subjects, then each mode's test macro-F1.
+
+    The candidate frontends are `frontends` when given (a 1D encoder's one `SensorFrontend`),
+    else the spectrogram at every `grid` setting.
 
     The head's peak learning rate is the paper's fixed `linear_lr`, or with `tuned_lrs` the
     one of them that scores best on validation jointly with the setting; `standardize` fits
@@ -73,11 +78,10 @@ def evaluate(
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
         raise ValueError(f"modes must be among {MODES}; got {modes}")
-    features = {
-        setting: extract_features(encoder, windows.samples, sample_rate=windows.sample_rate,
-                                  nfft=setting[0], noverlap=setting[1])
-        for setting in grid
-    }
+    frontends = tuple(frontends) or tuple(Frontend(windows.sample_rate, *setting)
+                                          for setting in grid)
+    features = {frontend: frontend_features(encoder, frontend, windows.samples)
+                for frontend in frontends}
     labels, n_classes = windows.labels, len(windows.classes)
     results = {mode: {n: {"f1": [], "validation_f1": [], "settings": [], "learning_rates": [],
                           "confusion": np.zeros((n_classes, n_classes), np.int64)}
@@ -86,21 +90,19 @@ def evaluate(
     for fold in subject_folds(windows, folds=folds, seed=seed):
         for n in shots:
             train = few_shot(windows, fold.train, n, seed=seed + fold.index, fold=fold.index)
-            setting, lr, head = _best_linear_head(
+            frontend, lr, head = _best_linear_head(
                 features, labels, train, fold.validation, n_classes, seed=seed, epochs=epochs,
                 learning_rates=tuple(tuned_lrs) or (linear_lr,), standardize=standardize)
             for mode in modes:
                 if mode == "linear":
                     model = None  # built only if it is the one to save
-                    classify = functools.partial(_predict_features, head, features[setting])
+                    classify = functools.partial(_predict_features, head, features[frontend])
                 else:
-                    log.info("full fine-tune: fold %d, %d-shot, nfft %d, noverlap %d",
-                             fold.index, n, *setting)
-                    frontend = Frontend(windows.sample_rate, *setting)
+                    log.info("full fine-tune: fold %d, %d-shot, %s", fold.index, n, frontend)
                     model = full_finetune(
                         encoder, windows.samples[train], labels[train], n_classes,
                         frontend=frontend, seed=seed + fold.index, settings=full,
-                        features=features[setting][train])
+                        features=features[frontend][train])
                     classify = functools.partial(_predict_windows, model, frontend,
                                                  windows.samples)
                 valid_f1 = macro_f1(labels[fold.validation], classify(fold.validation))
@@ -108,7 +110,7 @@ def evaluate(
                 summary = results[mode][n]
                 summary["f1"].append(macro_f1(labels[fold.test], predicted))
                 summary["validation_f1"].append(valid_f1)
-                summary["settings"].append(setting)
+                summary["settings"].append(frontend.setting)
                 summary["learning_rates"].append(lr)
                 np.add.at(summary["confusion"], (labels[fold.test], predicted), 1)
                 if on_result is not None:
@@ -116,7 +118,7 @@ def evaluate(
                 best = models.get(mode)
                 if n == max(shots) and (best is None or valid_f1 > best["validation_f1"]):
                     models[mode] = {"classifier": model or head_classifier(encoder, head, seed),
-                                    "frontend": Frontend(windows.sample_rate, *setting),
+                                    "frontend": frontend,
                                     "fold": fold.index, "shots": n,
                                     "validation_f1": valid_f1, "test_f1": summary["f1"][-1],
                                     **_fold_subjects(windows, fold)}
@@ -130,10 +132,10 @@ def evaluate(
 def _best_linear_head(features: dict, labels: np.ndarray, train: np.ndarray,
                       validation: np.ndarray, n_classes: int, *, seed: int, epochs: int,
                       learning_rates: tuple[float, ...], standardize: bool):
-    """`(setting, learning rate, head)` whose head scores best on `validation`; ties go to the
+    """`(frontend, learning rate, head)` whose head scores best on `validation`; ties go to the
     first in grid order. Test windows are never looked at."""
     candidates = []
-    for setting, values in features.items():
+    for frontend, values in features.items():
         x = values[train]
         mean, std = (x.mean(axis=0), x.std(axis=0) + 1e-6) if standardize else (0.0, 1.0)
         x = (x - mean) / std
@@ -150,9 +152,9 @@ def _best_linear_head(features: dict, labels: np.ndarray, train: np.ndarray,
                     kernel * scale)
             head = (kernel, bias)
             candidates.append((macro_f1(labels[validation], predict(head, values[validation])),
-                               setting, lr, head))
-    _, setting, lr, head = max(candidates, key=lambda c: c[0])
-    return setting, lr, head
+                               frontend, lr, head))
+    _, frontend, lr, head = max(candidates, key=lambda c: c[0])
+    return frontend, lr, head
 
 
 def _predict_features(head, features: np.ndarray, indices: np.ndarray) -> np.ndarray:

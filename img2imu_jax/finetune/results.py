@@ -12,17 +12,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from img2imu_jax import reports
-from img2imu_jax.checkpoint import abstract_like, restore_encoder
-from img2imu_jax.classifier import save_classifier
+from img2imu_jax.checkpoint import abstract_like, restore_encoder, saved_input_stats
+from img2imu_jax.classifier import SensorFrontend, save_classifier
 from img2imu_jax.finetune.protocol import evaluate, spectrogram_grid
 from img2imu_jax.finetune.training import FullFinetune
 from img2imu_jax.imu.recordings import IMUDataset
 from img2imu_jax.imu.registry import load_dataset
 from img2imu_jax.imu.windows import WINDOW_OVERLAP, Windows, make_windows
+from img2imu_jax.models import build_encoder
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models.sensor_cnn import SensorCNN
 from img2imu_jax.paths import user_path
 from img2imu_jax.protocol_log import ProtocolProgress
 from img2imu_jax.torch_weights import initialise_encoder
@@ -34,10 +37,14 @@ SOURCE_KEYS = ("dataset", "data_dir", "generic_sample_rate", "label_rule")
 
 
 def run(config, workdir: str | os.PathLike,
-        encoders: dict[str, ResNet] | None = None) -> dict:
+        encoders: dict[str, ResNet | SensorCNN] | None = None,
+        normalisation: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
     """`img2imu finetune`: the protocol for each encoder — by default `default_encoders` — written
     as results.json, results.md, f1_vs_shots.png and, with `config.save_models`, one saved
-    classifier per encoder and mode under `models/`."""
+    classifier per encoder and mode under `models/`.
+
+    A 1D encoder takes the windows normalised per axis: with `normalisation[name]` (its
+    pre-training corpus's `(mean, std)`) when given, else `default_normalisation`'s."""
     workdir = user_path(workdir, what="workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     dataset, windows = source_windows(config.data, seconds=config.data.seconds,
@@ -54,9 +61,14 @@ def run(config, workdir: str | os.PathLike,
                  " and ".join(config.modes), name, dataset.name, len(windows),
                  len(dataset.subjects))
         by_mode, models = {}, {}
+        frontends = ()
+        if isinstance(encoder, SensorCNN):
+            stats = (normalisation or {}).get(name) or default_normalisation(config, windows)
+            frontends = (SensorFrontend(windows.sample_rate, *stats),)
         for modes, shots in _shot_groups(config):
             found, best = evaluate(encoder, windows, modes=modes, shots=shots,
                                    folds=config.folds, grid=grid, seed=config.seed,
+                                   frontends=frontends,
                                    epochs=config.epochs, linear_lr=config.linear_lr,
                                    full=FullFinetune(**config.finetune),
                                    on_result=functools.partial(progress, name),
@@ -116,7 +128,7 @@ def _shot_groups(config) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
     return linear + [(("finetune",), own)]
 
 
-def default_encoders(config) -> dict[str, ResNet]:
+def default_encoders(config) -> dict[str, ResNet | SensorCNN]:
     """The encoders `run` evaluates by default: the pre-trained one (`config.pretrained`), one
     from torchvision weights (`config.init`) and a randomly initialised one."""
     encoders = {"random init": load_encoder(config, None)}
@@ -128,14 +140,28 @@ def default_encoders(config) -> dict[str, ResNet]:
     return encoders
 
 
-def load_encoder(config, checkpoints: str | None) -> ResNet:
-    """The config's ResNet: restored from a pre-training `checkpoints/` directory, or random."""
-    encoder = ResNet(config.model.depth, width=config.model.width, rngs=nnx.Rngs(config.seed))
+def load_encoder(config, checkpoints: str | None) -> ResNet | SensorCNN:
+    """The config's encoder (`config.model.encoder`): restored from a pre-training
+    `checkpoints/` directory, or random."""
+    encoder = build_encoder(config.model.encoder, depth=config.model.depth,
+                            width=config.model.width,
+                            fc_features=config.model.fc_features,
+                            rngs=nnx.Rngs(config.seed))
     if checkpoints:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         nnx.update(encoder, restore_encoder(user_path(checkpoints, what="pretrained"),
                                             abstract_like(nnx.state(encoder), one)))
     return encoder
+
+
+def default_normalisation(config, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis `(mean, std)` for a 1D encoder's windows: those saved with `config.pretrained`
+    (its pre-training corpus's, for the pre-trained and the random-init encoder alike); with no
+    checkpoint, the evaluated windows' own (labels play no part)."""
+    if config.pretrained:
+        return saved_input_stats(user_path(config.pretrained, what="pretrained"))
+    flat = windows.samples.reshape(-1, 3).astype(np.float64)
+    return flat.mean(axis=0), flat.std(axis=0)
 
 
 def _slug(name: str) -> str:

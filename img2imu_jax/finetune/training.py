@@ -19,8 +19,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from img2imu_jax.classifier import Classifier, Features, Frontend, in_batches
+from img2imu_jax.classifier import Classifier, Features, Frontend, SensorFrontend, in_batches
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models.sensor_cnn import SensorCNN
 
 # The paper's linear evaluation (v2 §IV-A): Adam, 50 epochs, batch 4, learning rate warmed
 # from 1e-8 to 1e-5 over 10 epochs, then cosine to 1e-6.
@@ -42,7 +43,13 @@ def extract_features(
     The encoder runs in eval mode (BatchNorm uses its running statistics), so a window's
     features do not depend on which batch it is in.
     """
-    frontend = Frontend(float(sample_rate), int(nfft), int(noverlap))
+    return frontend_features(encoder, Frontend(float(sample_rate), int(nfft), int(noverlap)),
+                             windows, batch_size=batch_size)
+
+
+def frontend_features(encoder: nnx.Module, frontend: Frontend | SensorFrontend,
+                      windows: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+    """`extract_features` with any frontend: spectrogram images or normalised windows."""
     return in_batches(encoder, Features(frontend), windows, batch_size=batch_size)
 
 
@@ -237,12 +244,12 @@ class FullFinetune:
 
 
 def full_finetune(
-    encoder: ResNet,
+    encoder: ResNet | SensorCNN,
     windows: np.ndarray,
     labels: np.ndarray,
     n_classes: int,
     *,
-    frontend: Frontend,
+    frontend: Frontend | SensorFrontend,
     seed: int,
     settings: FullFinetune = FullFinetune(),
     features: np.ndarray | None = None,
@@ -263,7 +270,8 @@ def full_finetune(
                          batch_size=settings.batch_size, momentum=settings.momentum)
 
 
-def head_classifier(encoder: ResNet, head: tuple[jax.Array, jax.Array], seed: int) -> Classifier:
+def head_classifier(encoder: ResNet | SensorCNN, head: tuple[jax.Array, jax.Array],
+                    seed: int) -> Classifier:
     classifier = Classifier(encoder, head[0].shape[1], rngs=nnx.Rngs(seed))
     classifier.head.kernel[...], classifier.head.bias[...] = head
     return classifier

@@ -10,6 +10,7 @@ from img2imu_jax.imu.recordings import IMUDataset
 
 def _loaders(sample_rate: float | None) -> dict[str, Callable[..., IMUDataset]]:
     from img2imu_jax.imu.basicmotions import load_basicmotions
+    from img2imu_jax.imu.capture24 import load_capture24
     from img2imu_jax.imu.daphnet import load_daphnet
     from img2imu_jax.imu.generic import load_generic
     from img2imu_jax.imu.goat import load_goat
@@ -23,11 +24,13 @@ def _loaders(sample_rate: float | None) -> dict[str, Callable[..., IMUDataset]]:
         "daphnet": load_daphnet,
         "goat": load_goat,
         "pvs": load_pvs,
+        "capture24": load_capture24,
         "generic": lambda path: load_generic(path, sample_rate=sample_rate),
     }
 
 
-DATASETS = ("basicmotions", "wisdm_v1", "wisdm2019", "daphnet", "goat", "pvs", "generic")
+DATASETS = ("basicmotions", "wisdm_v1", "wisdm2019", "daphnet", "goat", "pvs", "capture24",
+            "generic")
 
 
 def load_dataset(

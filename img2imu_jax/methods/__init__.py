@@ -1,7 +1,8 @@
 """Pre-training methods as plug-ins: one module per method, found by its file name.
 
-`config.method` names a module here (`moco`, `simclr`, `simsiam`); the module's `METHOD` is a
-`Method` subclass. The shared step (`pretrain.per_device_step`) augments two views, calls
+`config.method` names a module here (`moco`, `simclr`, `simsiam` on photos; `simclr_1d`,
+`multitask_1d`, `cpc_1d` on sensor windows); the module's `METHOD` is a `Method` subclass.
+The shared step (`pretrain.per_device_step`) makes two views, calls
 `Method.loss` under `jax.value_and_grad`, averages the gradients over `'data'`, applies the
 optimizer and then `Method.after_update`; it never asks which method it runs.
 
@@ -46,10 +47,14 @@ class Method:
     - `chunked_value_and_grad(...)`: the same loss and gradient by GradCache, for
       `config.grad_chunks > 1` (MoCo and SimCLR have one).
 
-    `progress` lists the metrics of the progress line as `(name, label)`.
+    `progress` lists the metrics of the progress line as `(name, label)`. `input` is what the
+    trainer feeds the step: 'images' (uint8 photos, augmented by `config.augment`) or
+    'windows' (a sensor corpus's normalised windows; such a method makes its own views,
+    `methods._sensor.SensorMethod`).
     """
 
     progress: tuple[tuple[str, str], ...] = ()
+    input = "images"
     supports_grad_chunks = False
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -103,7 +108,8 @@ def build(
     """The encoder + projection head the config describes, BatchNorm global over `'data'`
     (`bn_axis_name=None`: over whatever batch each call sees)."""
     return build_model(
-        depth=config.model.depth, width=config.model.width, head=config.model.head,
+        encoder=config.model.encoder, depth=config.model.depth, width=config.model.width,
+        fc_features=config.model.fc_features, head=config.model.head,
         head_layers=config.model.head_layers,
         hidden_features=config.model.hidden_features or None,
         out_features=config.model.out_features,
@@ -123,7 +129,11 @@ def compute_dtype(name: str) -> jnp.dtype:
 
 def get_method(config: ml_collections.ConfigDict) -> Method:
     """The configured method; `.build()` makes its initial network, `.graphdef` its layout."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; known methods: {', '.join(METHODS)}")
-    module = importlib.import_module(f"{__name__}.{config.method}")
-    return module.METHOD(config)
+    return method_class(config.method)(config)
+
+
+def method_class(name: str) -> type[Method]:
+    """The `Method` subclass `name` (a module here) defines, without building its network."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return importlib.import_module(f"{__name__}.{name}").METHOD

@@ -1,4 +1,9 @@
-"""The contrastive model: a ResNet encoder and a projection head, built from plain config values.
+"""The contrastive model: an encoder and a projection head, built from plain config values.
+
+Encoders by name (`config.model.encoder`): 'resnet' (the 2D ResNet on spectrogram images,
+`depth` and `width`) or 'sensor_cnn' (the 1D CNN on raw windows `[batch, time, 3]` of the
+sensor baselines, `fc_features` wide); `build_encoder` makes either, so pre-training and
+fine-tuning build the same one from the same config.
 
 `ContrastiveModel`'s attribute names are the checkpoint layout: `nnx.state(model)` has exactly
 the top-level keys `encoder` and `head`, saved as `model/encoder` and `model/head`. The
@@ -14,6 +19,7 @@ from flax import nnx
 
 from img2imu_jax.models.heads import PRESETS, Predictor, ProjectionHead, projection_head
 from img2imu_jax.models.resnet import ResNet
+from img2imu_jax.models.sensor_cnn import SensorCNN
 
 
 __all__ = [
@@ -22,6 +28,9 @@ __all__ = [
     "Predictor",
     "ProjectionHead",
     "ResNet",
+    "SensorCNN",
+    "ENCODERS",
+    "build_encoder",
     "build_model",
     "projection_head",
 ]
@@ -34,7 +43,8 @@ class ContrastiveModel(nnx.Module):
     see bfloat16.
     """
 
-    def __init__(self, encoder: ResNet, head: ProjectionHead, predictor: Predictor | None = None):
+    def __init__(self, encoder: ResNet | SensorCNN, head: ProjectionHead,
+                 predictor: Predictor | None = None):
         self.encoder = encoder
         self.head = head
         if predictor is not None:  # only then does the state have a `predictor` key
@@ -46,10 +56,36 @@ class ContrastiveModel(nnx.Module):
         return features.astype(jnp.float32), projections.astype(jnp.float32)
 
 
+ENCODERS = ("resnet", "sensor_cnn")
+
+
+def build_encoder(
+    encoder: str = "resnet",
+    *,
+    depth: int = 18,
+    width: int = 64,
+    fc_features: int = 256,
+    dtype=jnp.float32,
+    bn_axis_name: str | None = None,
+    bn_momentum: float = 0.9,
+    rngs: nnx.Rngs,
+) -> ResNet | SensorCNN:
+    """The encoder `encoder` names: a ResNet of `depth` and `width`, or the 1D `SensorCNN`
+    with an FC layer of `fc_features` (which has no BatchNorm, so ignores the BN settings)."""
+    if encoder == "resnet":
+        return ResNet(depth, width=width, dtype=jnp.dtype(dtype), bn_axis_name=bn_axis_name,
+                      bn_momentum=bn_momentum, rngs=rngs)
+    if encoder == "sensor_cnn":
+        return SensorCNN(fc_features=fc_features, dtype=jnp.dtype(dtype), rngs=rngs)
+    raise ValueError(f"model encoder must be one of {ENCODERS}; got {encoder!r}")
+
+
 def build_model(
     *,
     depth: int,
     width: int = 64,
+    encoder: str = "resnet",
+    fc_features: int = 256,
     head: str = "mocov2",
     head_layers: int = 2,
     hidden_features: int | None = None,
@@ -69,14 +105,9 @@ def build_model(
     if head not in PRESETS:
         raise ValueError(f"model head must be one of {sorted(PRESETS)}; got {head!r}")
     dtype = jnp.dtype(dtype)
-    encoder = ResNet(
-        depth,
-        width=width,
-        dtype=dtype,
-        bn_axis_name=bn_axis_name,
-        bn_momentum=bn_momentum,
-        rngs=rngs,
-    )
+    encoder = build_encoder(encoder, depth=depth, width=width, fc_features=fc_features,
+                            dtype=dtype, bn_axis_name=bn_axis_name, bn_momentum=bn_momentum,
+                            rngs=rngs)
     projection = projection_head(
         head,
         encoder.features,
