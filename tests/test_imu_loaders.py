@@ -395,8 +395,31 @@ def test_real_daphnet_counts_match_the_annotated_lines(shared_daphnet, daphnet_l
 
 
 def test_real_daphnet_silent_thigh_is_unlabelled(shared_daphnet, daphnet_lines):
-    silent = sum(
-        f[10] != "0" and f[4:7] == ["0", "0", "0"] for rows in daphnet_lines.values() for f in rows
-    )
+    rows = [f for lines in daphnet_lines.values() for f in lines]
+    silent = sum(f[10] != "0" and f[4:7] == ["0", "0", "0"] for f in rows)
+    sounding = sum(f[10] != "0" and f[4:7] != ["0", "0", "0"] for f in rows)
+    assert silent > 0
     dataset = load_daphnet(shared_daphnet, sensor="thigh")
-    assert sum(int((r.labels == UNLABELLED).sum()) for r in dataset.recordings) == silent
+    # Every annotated sample the sensor recorded keeps its label, no silent one gets one (a
+    # stretch that is silent throughout is left out whole).
+    assert sum(int((r.labels != UNLABELLED).sum()) for r in dataset.recordings) == sounding
+    for recording in dataset.recordings:
+        quiet = (recording.samples == 0).all(axis=1)
+        assert (recording.labels[quiet] == UNLABELLED).all()
+
+
+def test_recordings_are_cut_after_each_break_and_unlabelled_stretches_dropped():
+    from img2imu_jax.imu.recordings import cut_recordings, label_changes, time_gaps
+
+    times = np.array([0.0, 1.0, 2.0, 5.0, 6.0, 6.0, 7.0, 6.5, 7.5])
+    labels = np.array([0, 0, 1, 1, UNLABELLED, UNLABELLED, 2, 2, 2])
+    np.testing.assert_array_equal(time_gaps(times, 1.5),
+                                  [False, False, True, False, True, False, True, False])
+    breaks = time_gaps(times, 1.5) | label_changes(labels)
+    samples = np.arange(27, dtype=np.float64).reshape(9, 3)
+    names = np.array(["a"] * 6 + ["b"] * 3)
+    found = cut_recordings(samples, labels, breaks, subject=names, sample_rate=10)
+    assert [r.labels.tolist() for r in found] == [[0, 0], [1], [1], [2], [2, 2]]
+    assert [r.subject for r in found] == ["a", "a", "a", "b", "b"]
+    np.testing.assert_array_equal(found[2].samples, samples[3:4])
+    assert found[0].samples.dtype == np.float32 and found[0].sample_rate == 10.0

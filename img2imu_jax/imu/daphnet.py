@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording
+from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording, cut_recordings, time_gaps
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,14 @@ def _read_run(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _split_run(rows: np.ndarray, sensor: str, subject: str, path: Path) -> list[Recording]:
-    """Cuts a run at annotation 0 and at time gaps; returns its annotated stretches."""
+    """Cuts a run where annotation 0 starts or ends and at time gaps; returns its annotated
+    stretches."""
     time, annotation = rows[:, 0], rows[:, 10].astype(np.int64)
-    step = np.diff(time)
-    starts = np.ones(len(rows), bool)
-    resumes = (annotation[:-1] == 0) & (annotation[1:] != 0)
-    starts[1:] = (step <= 0) | (step > MAX_STEP_MS) | resumes
+    outside = annotation == 0
+    breaks = time_gaps(time, MAX_STEP_MS) | (outside[1:] != outside[:-1])
     column = SENSOR_COLUMNS[sensor]
-    samples = rows[:, column : column + 3]
-    labels = annotation - 1  # 1 -> no_freeze (0), 2 -> freeze (1); 0 rows are dropped below
+    samples = rows[:, column : column + 3] / MG_PER_G
+    labels = annotation - 1  # 1 -> no_freeze (0), 2 -> freeze (1), 0 -> UNLABELLED (dropped)
     silent = (samples == 0).all(axis=1) & (annotation != 0)
     if silent.any():
         log.warning(
@@ -134,18 +133,4 @@ def _split_run(rows: np.ndarray, sensor: str, subject: str, path: Path) -> list[
             path, int(silent.sum()), sensor,
         )
         labels = np.where(silent, UNLABELLED, labels)
-    bounds = [*np.flatnonzero(starts), len(rows)]
-    recordings = []
-    for begin, end in zip(bounds[:-1], bounds[1:]):
-        # Annotation-0 rows can only trail a stretch: each 0 -> non-0 step starts a new one.
-        keep = np.arange(begin, end)[annotation[begin:end] != 0]
-        if keep.size:
-            recordings.append(
-                Recording(
-                    samples=(samples[keep] / MG_PER_G).astype(np.float32),
-                    labels=labels[keep].astype(np.int64),
-                    subject=subject,
-                    sample_rate=SAMPLE_RATE,
-                )
-            )
-    return recordings
+    return cut_recordings(samples, labels, breaks, subject=subject, sample_rate=SAMPLE_RATE)

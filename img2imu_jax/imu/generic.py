@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from img2imu_jax.imu.validation import finite_number
-from img2imu_jax.imu.recordings import IMUDataset, Recording
+from img2imu_jax.imu.recordings import IMUDataset, cut_recordings, time_gaps
 
 REQUIRED = ("subject", "label", "x", "y", "z")
 OPTIONAL = ("timestamp",)
@@ -66,22 +66,12 @@ def load_generic(path: str | os.PathLike, *, sample_rate: float) -> IMUDataset:
     samples, labels, subjects, timestamps = read(path)
     classes, label_index = np.unique(labels, return_inverse=True)
     subjects = subjects.astype(str)
-    starts = np.ones(len(samples), bool)
-    starts[1:] = subjects[1:] != subjects[:-1]
+    breaks = subjects[1:] != subjects[:-1]
     if timestamps is not None:
-        step = np.diff(timestamps)
-        starts[1:] |= (step <= 0) | (step > MAX_STEP_PERIODS / sample_rate)
-    bounds = [*np.flatnonzero(starts), len(samples)]
-    recordings = tuple(
-        Recording(
-            samples=samples[begin:end].astype(np.float32),
-            labels=label_index[begin:end].astype(np.int64),
-            subject=str(subjects[begin]),
-            sample_rate=float(sample_rate),
-        )
-        for begin, end in zip(bounds[:-1], bounds[1:])
-    )
-    return IMUDataset(path.stem, tuple(str(c) for c in classes), recordings)
+        breaks |= time_gaps(timestamps, MAX_STEP_PERIODS / sample_rate)
+    recordings = cut_recordings(samples, label_index, breaks, subject=subjects,
+                                sample_rate=sample_rate)
+    return IMUDataset(path.stem, tuple(str(c) for c in classes), tuple(recordings))
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:

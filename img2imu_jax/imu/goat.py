@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from img2imu_jax.imu.validation import finite_number
-from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording
+from img2imu_jax.imu.recordings import (UNLABELLED, IMUDataset, Recording, cut_recordings,
+                                        label_changes)
 
 log = logging.getLogger(__name__)
 
@@ -165,25 +166,14 @@ def _runs(
 ) -> list[Recording]:
     """Cuts at skipped lines, time gaps and label changes; keeps the labelled runs."""
     consecutive = np.diff(ordinals) == 1
-    starts = np.ones(len(labels), bool)
-    starts[1:] = ~consecutive | (labels[1:] != labels[:-1])
+    breaks = ~consecutive | label_changes(labels)
     if times is not None and consecutive.any():
         step = np.diff(times)
-        starts[1:] |= step < 0
+        breaks |= step < 0
         typical = np.median(step[consecutive])
-        if typical > 0:
-            starts[1:] |= step > MAX_STEP_FACTOR * typical
-    bounds = [*np.flatnonzero(starts), len(labels)]
-    return [
-        Recording(
-            samples=samples[begin:end].astype(np.float32),
-            labels=labels[begin:end].copy(),
-            subject=subject,
-            sample_rate=SAMPLE_RATE,
-        )
-        for begin, end in zip(bounds[:-1], bounds[1:])
-        if labels[begin] != UNLABELLED
-    ]
+        if typical > 0:  # this format's gap rule: relative to the file's own median step
+            breaks |= step > MAX_STEP_FACTOR * typical
+    return cut_recordings(samples, labels, breaks, subject=subject, sample_rate=SAMPLE_RATE)
 
 
 def _column(names: list[str], name: str, path: Path) -> int:

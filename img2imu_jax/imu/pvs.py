@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from img2imu_jax.imu.validation import finite_number
-from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording
+from img2imu_jax.imu.recordings import (UNLABELLED, IMUDataset, Recording, cut_recordings,
+                                        label_changes, time_gaps)
 
 log = logging.getLogger(__name__)
 
@@ -177,20 +178,8 @@ def _runs(
                  label_path, int((good & ~single).sum()))
     labels = np.where(good & single, onehot.argmax(axis=1), UNLABELLED)
     times, samples = sensor[:, 0], sensor[:, 1:]
-    step = np.diff(times)
-    starts = np.ones(len(labels), bool)
-    starts[1:] = (labels[1:] != labels[:-1]) | ~(step > 0) | (step > MAX_STEP)
-    bounds = [*np.flatnonzero(starts), len(labels)]
-    return [
-        Recording(
-            samples=samples[begin:end].astype(np.float32),
-            labels=labels[begin:end].astype(np.int64),
-            subject=subject,
-            sample_rate=SAMPLE_RATE,
-        )
-        for begin, end in zip(bounds[:-1], bounds[1:])
-        if labels[begin] != UNLABELLED
-    ]
+    breaks = label_changes(labels) | time_gaps(times, MAX_STEP)
+    return cut_recordings(samples, labels, breaks, subject=subject, sample_rate=SAMPLE_RATE)
 
 
 def _bit(field: str, name: str) -> float:

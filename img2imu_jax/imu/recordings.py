@@ -51,3 +51,32 @@ class IMUDataset:
     @property
     def subjects(self) -> tuple[str, ...]:
         return tuple(sorted({r.subject for r in self.recordings}))
+
+
+def time_gaps(times: np.ndarray, max_step: float) -> np.ndarray:
+    """`[time - 1]`, True where sample t+1 does not follow sample t within `max_step` (in the
+    times' unit): a missing stretch, a repeated time or a step back."""
+    step = np.diff(np.asarray(times, np.float64))
+    return ~(step > 0) | (step > max_step)
+
+
+def label_changes(labels: np.ndarray) -> np.ndarray:
+    """`[time - 1]`, True where sample t+1's label differs from sample t's."""
+    return labels[1:] != labels[:-1]
+
+
+def cut_recordings(samples: np.ndarray, labels: np.ndarray, breaks: np.ndarray, *,
+                   subject: str | np.ndarray, sample_rate: float) -> list[Recording]:
+    """One source stream cut into Recordings: a new one starts after every True of `breaks`
+    (`[time - 1]`: sample t+1 does not continue sample t; each loader states its own rule).
+    `subject` is one name or one per sample (a recording takes its first sample's); stretches
+    with no labelled sample are left out."""
+    bounds = [0, *(np.flatnonzero(breaks) + 1).tolist(), len(labels)]
+    subjects = np.broadcast_to(np.asarray(subject, dtype=object), (len(labels),))
+    return [
+        Recording(samples=np.asarray(samples[begin:end], np.float32),
+                  labels=np.asarray(labels[begin:end], np.int64), subject=str(subjects[begin]),
+                  sample_rate=float(sample_rate))
+        for begin, end in zip(bounds[:-1], bounds[1:])
+        if end > begin and (labels[begin:end] != UNLABELLED).any()
+    ]

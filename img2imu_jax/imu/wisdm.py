@@ -31,7 +31,7 @@ from typing import IO, NamedTuple
 
 import numpy as np
 
-from img2imu_jax.imu.recordings import IMUDataset, Recording
+from img2imu_jax.imu.recordings import IMUDataset, Recording, cut_recordings, label_changes
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +281,11 @@ def _split(records: _Records, labels: np.ndarray) -> list[Recording]:
     """Cuts one file's records where subject or label changes or the clock jumps over 1 s."""
     times = records.timestamps
     timed = (times[1:] > 0) & (times[:-1] > 0)
-    cuts = (
-        (np.diff(records.subjects) != 0)
-        | (np.diff(labels) != 0)
-        | (timed & (np.abs(np.diff(times)) > _MAX_GAP_NS))
-    )
-    bounds = [0, *(np.flatnonzero(cuts) + 1).tolist(), len(labels)]
-    return [
-        Recording(records.samples[a:b], labels[a:b], str(records.subjects[a]), SAMPLE_RATE)
-        for a, b in zip(bounds[:-1], bounds[1:])
-        if b > a  # an empty file
-    ]
+    # This format's gap rule: a jump of over 1 s either way (repeated times are kept).
+    breaks = (label_changes(records.subjects) | label_changes(labels)
+              | (timed & (np.abs(np.diff(times)) > _MAX_GAP_NS)))
+    return cut_recordings(records.samples, labels, breaks, subject=records.subjects,
+                          sample_rate=SAMPLE_RATE)
 
 
 def _by_subject(recordings: list[Recording]) -> tuple[Recording, ...]:
