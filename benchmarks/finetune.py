@@ -284,16 +284,16 @@ class PhaseClock:
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[PhaseClock]:
-        originals = {name: getattr(finetune, name) for name in self.PHASES}
+        originals = {name: getattr(protocol, name) for name in self.PHASES}
         for name, phase in self.PHASES.items():
-            setattr(finetune, name, self.wrap(phase, originals[name]))
+            setattr(protocol, name, self.wrap(phase, originals[name]))
         jax.monitoring.register_event_duration_secs_listener(self.listener)
         try:
             yield self
         finally:
             jax.monitoring.unregister_event_duration_listener(self.listener)
             for name, fn in originals.items():
-                setattr(finetune, name, fn)
+                setattr(protocol, name, fn)
 
 
 def default_data_dir(dataset: str) -> str | None:

@@ -85,7 +85,8 @@ def photo_folder(photos: Path, workdir: Path) -> Path:
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser, steps: int, width: int) -> None:
-    """What `pretrain` reads from `args`, besides the workdir."""
+    """What `pretrain` reads from `args`, besides the workdir (`resume` too: see
+    `train_capped`)."""
     parser.add_argument("--photos", type=Path, required=True, help="folder or .tar of photos")
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--budget-minutes", type=float, default=20.0,
@@ -93,6 +94,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser, steps: int, width: i
     parser.add_argument("--width", type=int, default=width)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--queue", type=int, default=1024)
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="read runs a cap stopped short back as they stand (a reduced "
+                             "budget), instead of resuming them under a new cap")
 
 
 def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict:
@@ -109,7 +113,7 @@ def pretrain(run_dir: Path, method: tuple[str, ...], args, photos: Path) -> dict
                  f"log_every={max(1, args.steps // 20)}", "data.shuffle_buffer=1000",
                  f"evals.probe.every={max(1, args.steps // 4)}", *method]
     config = load_config(CONFIGS / "img2imu_paper.py", overrides)
-    return {**train_capped(config, run_dir, args.steps, args.budget_minutes),
+    return {**train_capped(config, run_dir, args.steps, args.budget_minutes, args.resume),
             "overrides": overrides}
 
 
@@ -128,15 +132,17 @@ def pretrain_sensor(run_dir: Path, method: str, dataset: str, paths: dict[str, P
                  f"log_every={max(1, args.sensor_steps // 20)}", "evals.probe.every=0",
                  f"seed={args.seed}"]
     config = load_config(CONFIGS / f"{method}.py", overrides)
-    return {**train_capped(config, run_dir, args.sensor_steps, args.sensor_budget_minutes),
+    return {**train_capped(config, run_dir, args.sensor_steps, args.sensor_budget_minutes,
+                           args.resume),
             "overrides": overrides}
 
 
-def train_capped(config, run_dir: Path, steps: int, budget_minutes: float) -> dict:
+def train_capped(config, run_dir: Path, steps: int, budget_minutes: float,
+                 resume: bool = True) -> dict:
     """`train(config, run_dir)` under a wall-clock cap of `budget_minutes`, up to `steps`.
 
     A run that reached `steps` is read back, not trained again; one stopped short by the cap
-    resumes (the wall time adds up).
+    resumes (the wall time adds up), unless `resume` is False: then it is read back as it stands.
     """
     from img2imu_jax.checkpoint import CHECKPOINTS, finished_steps
     from img2imu_jax.pretrain import train
@@ -144,7 +150,7 @@ def train_capped(config, run_dir: Path, steps: int, budget_minutes: float) -> di
     wall = run_dir / "wall_seconds"  # the training's, kept for a run read back later
     trained_s = float(wall.read_text()) if wall.is_file() else None
     done = finished_steps(run_dir / CHECKPOINTS)
-    if not done or done[-1] < steps:  # a run stopped by the cap resumes under a new one
+    if not done or (resume and done[-1] < steps):  # a run the cap stopped resumes under a new one
         started = time.perf_counter() - (trained_s or 0.0)
         timer = threading.Timer(budget_minutes * 60, os.kill, (os.getpid(), signal.SIGTERM))
         timer.start()

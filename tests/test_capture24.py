@@ -45,12 +45,14 @@ def write_gz(path, text):
 
 def p001_rows():
     """k 0-9 sleep; k 10-13 unannotated; k 14 missing (bridged); k 15-19 desk; k 20 missing and
-    k 21's y NaN (split); k 22-25 walk; then the clock jumps 1 s (split) for k 26-28 walk."""
+    k 21's y NaN (split); k 22-25 walk; then the clock jumps 1 s (split) for k 26-28 walk, and
+    4 s more for k 29-32, unannotated: a stretch with no label, left out."""
     rows = [row(k, SLEEP) for k in range(10)] + [row(k, "") for k in range(10, 14)]
     rows += [row(14, DESK, missing=True)] + [row(k, DESK) for k in range(15, 20)]
     rows += [row(20, WALK, missing=True), row(21, WALK)] + [row(k, WALK) for k in range(22, 26)]
     rows[-5][2] = "NaN"  # k 21: a NaN in one axis makes the sample missing too
-    return rows + [row(k, WALK, time_shift_ms=1000) for k in range(26, 29)]
+    rows += [row(k, WALK, time_shift_ms=1000) for k in range(26, 29)]
+    return rows + [row(k, "", time_shift_ms=5000) for k in range(29, 33)]
 
 
 @pytest.fixture

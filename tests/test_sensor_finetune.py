@@ -15,7 +15,7 @@ from img2imu_jax import cli
 from img2imu_jax.checkpoint import Checkpointer
 from img2imu_jax.classifier import SensorFrontend, class_probabilities, load_classifier
 from img2imu_jax.export import export_litert, litert_probabilities, load_stablehlo
-from img2imu_jax.finetune.config import finetune_base_config
+from img2imu_jax.finetune.config import finetune_base_config, validate_finetune
 from img2imu_jax.finetune.protocol import evaluate
 from img2imu_jax.finetune.results import default_normalisation
 from img2imu_jax.finetune.training import FullFinetune, frontend_features
@@ -148,3 +148,15 @@ def test_without_a_checkpoint_windows_are_normalised_with_their_own_statistics()
     flat = windows.samples.reshape(-1, 3).astype(np.float64)
     np.testing.assert_allclose(mean, flat.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(std, np.sqrt(((flat - flat.mean(0)) ** 2).mean(0)), rtol=1e-6)
+
+
+def test_a_finetune_config_names_a_known_encoder_and_torchvision_weights_only_for_resnet():
+    config = finetune_base_config()
+    config.model.encoder = "lstm"
+    with pytest.raises(ValueError, match="model.encoder must be one of"):
+        validate_finetune(config)
+    config.model.encoder = "sensor_cnn"
+    validate_finetune(config)
+    config.init = "torchvision:/weights/resnet18.pth"
+    with pytest.raises(ValueError, match="init .torchvision weights. needs model.encoder"):
+        validate_finetune(config)

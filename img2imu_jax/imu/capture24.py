@@ -20,7 +20,8 @@ Decisions:
 - An empty or NaN x, y or z marks a missing sample (empty is how pandas writes NaN; the
   authors' own loader drops windows holding NaN): the row is dropped. Then, as in `imu.generic`
   and `imu.daphnet`, a new recording starts where time does not advance or steps by more
-  than 2.5 sample periods (25 ms): one missing row is bridged, two or more split.
+  than 2.5 sample periods (25 ms): one missing row is bridged, two or more split. A stretch
+  with no annotated sample is left out, as every loader leaves out unlabelled stretches.
 - Anything else malformed (wrong header, wrong number of fields, a time that is no date-time,
   a non-number or infinite axis, an annotation missing from the dictionary, a corrupt gzip) is a
   `ValueError` naming the file, the line and the value: the release is machine-written, so such
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, Recording
+from img2imu_jax.imu.recordings import UNLABELLED, IMUDataset, cut_recordings, time_gaps
 from img2imu_jax.imu.validation import AXIS_NAMES
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,12 @@ def load_capture24(
                                  f"{folder / LABEL_DICTIONARY}")
             if annotation:
                 label_of_code[code] = index[mapping[annotation]]
-        recordings += _split(pid, times, samples, label_of_code[codes])
+        recordings += cut_recordings(samples, label_of_code[codes],
+                                     time_gaps(times, _MAX_STEP_US), subject=pid,
+                                     sample_rate=SAMPLE_RATE)
     if not recordings:
-        raise ValueError(f"{folder}: no samples with x, y and z in any participant file")
+        raise ValueError(f"{folder}: no annotated samples with x, y and z in any participant "
+                         "file")
     return IMUDataset("capture24", classes, tuple(recordings))
 
 
@@ -238,14 +242,3 @@ def _line_of(path: Path, data_row: int) -> int:
         next(reader)
         rows = (reader.line_num for row in reader if row)
         return next(itertools.islice(rows, data_row, None))
-
-
-def _split(pid: str, times: np.ndarray, samples: np.ndarray, labels: np.ndarray
-           ) -> list[Recording]:
-    """Cuts where time does not advance or steps over `MAX_STEP_PERIODS` sample periods."""
-    step = np.diff(times)
-    starts = np.ones(len(times), bool)
-    starts[1:] = (step <= 0) | (step > _MAX_STEP_US)
-    bounds = [*np.flatnonzero(starts), len(times)]
-    return [Recording(samples[begin:end], labels[begin:end], pid, SAMPLE_RATE)
-            for begin, end in zip(bounds[:-1], bounds[1:])]
