@@ -308,6 +308,8 @@ def test_tpu_column_take_is_the_numpy_take(photos):
     np.testing.assert_allclose(tpu, photos[0][:, columns], atol=1e-6)
     np.testing.assert_array_equal(backend.take_columns_gather(photos[0], columns),
                                   photos[0][:, columns])
+    values = np.random.default_rng(1).integers(-50, 50, WIDTH).astype(np.int32)
+    np.testing.assert_array_equal(jax.jit(backend.lookup_tpu)(values, columns), values[columns])
 
 
 def test_tpu_resized_crop_equals_the_gather_on_random_boxes(photos):

@@ -36,6 +36,20 @@ def take_columns_tpu(image: jax.Array, columns: jax.Array) -> jax.Array:
     return jnp.einsum("hwc,vw->hvc", image, one_hot, precision=HIGHEST)
 
 
+def lookup(values: jax.Array, positions: jax.Array) -> jax.Array:
+    """`values[positions]` for a short integer vector `values` (an index, a segment table)."""
+    return jax.lax.platform_dependent(values, positions, tpu=lookup_tpu, default=lookup_gather)
+
+
+def lookup_gather(values: jax.Array, positions: jax.Array) -> jax.Array:
+    return values[positions]
+
+
+def lookup_tpu(values: jax.Array, positions: jax.Array) -> jax.Array:
+    hits = positions[..., None] == jnp.arange(values.shape[0])
+    return jnp.sum(jnp.where(hits, values, 0), axis=-1).astype(values.dtype)
+
+
 def resize_box(
     image: jax.Array, top: jax.Array, left: jax.Array, h: jax.Array, w: jax.Array
 ) -> jax.Array:

@@ -47,7 +47,7 @@ def chain(steps: list[Step]) -> ExampleOp:
             if isinstance(op, ColumnOp):
                 width = image.shape[1]
                 moved = jnp.where(applied[i], op.columns(keys[i + 1], width), jnp.arange(width))
-                columns = moved if columns is None else one_hot_pick(columns, moved)
+                columns = moved if columns is None else backend.lookup(columns, moved)
                 continue
             if columns is not None:
                 image, columns = backend.take_columns(image, columns), None
@@ -55,12 +55,6 @@ def chain(steps: list[Step]) -> ExampleOp:
         return image if columns is None else backend.take_columns(image, columns)
 
     return apply
-
-
-def one_hot_pick(values: jax.Array, positions: jax.Array) -> jax.Array:
-    """`values[positions]` for small integer vectors, exact, without a gather instruction."""
-    hits = positions[..., None] == jnp.arange(values.shape[0])
-    return jnp.sum(jnp.where(hits, values, 0), axis=-1).astype(values.dtype)
 
 
 def symmetric(key: jax.Array, reach: float) -> jax.Array:

@@ -3,7 +3,7 @@
 The package docstring says what each stands for and why its defaults are what they are.
 `translate_x` and `permute_x` only reorder columns, so they return column indices
 (`chain.ColumnOp`) that the chain composes and applies once; their index arithmetic uses
-one-hot sums and ranks, not gathers or sorts, since the TPU compiler costs neither.
+`backend.lookup` and ranks, not sorts, which the TPU compiler does not cost.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from img2imu_jax.augment.chain import ColumnOp, Step, one_hot_pick, pick, symmetric
+from img2imu_jax.augment import backend
+from img2imu_jax.augment.chain import ColumnOp, Step, pick, symmetric
 from img2imu_jax.augment.spec import PROBABILITY, Param
 
 
@@ -40,11 +41,12 @@ def permute_x(segments: int, min_share: float, p: float) -> Step:
         starts = jnp.pad(cuts, (1, 0))
         lengths = jnp.diff(jnp.pad(starts, (0, 1), constant_values=width))
         order = _argsort(u[segments - 1 :])
-        moved_lengths = one_hot_pick(lengths, order)
+        moved_lengths = backend.lookup(lengths, order)
         placed = jnp.cumsum(moved_lengths) - moved_lengths
         column = jnp.arange(width)
         slot = jnp.sum(column[:, None] >= placed[None, 1:], axis=1)
-        return one_hot_pick(one_hot_pick(starts, order), slot) + column - one_hot_pick(placed, slot)
+        source_start = backend.lookup(backend.lookup(starts, order), slot)
+        return source_start + column - backend.lookup(placed, slot)
 
     return ColumnOp(columns), p
 
@@ -66,7 +68,7 @@ def _argsort(values: jax.Array) -> jax.Array:
 
 def _sorted(values: jax.Array) -> jax.Array:
     """`jnp.sort(values)` for a short vector, from ranks."""
-    return one_hot_pick(values, _argsort(values))
+    return backend.lookup(values, _argsort(values))
 
 
 def hue(max_degrees: float, p: float) -> Step:
