@@ -152,9 +152,11 @@ class Setup:
 
 
 def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_per_epoch: int,
-          total_steps: int) -> Setup:
+          total_steps: int, abstract: bool = False) -> Setup:
     """The method, optimizer, schedule, initial state and compiled-on-first-call step that
-    `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share."""
+    `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share.
+    `abstract`: the state as shapes and shardings only, nothing allocated (to compile the step
+    for devices this host does not have)."""
     method = get_method(config)
     per_device = config.batch_size // mesh.size
     if config.grad_chunks > 1 and not method.supports_grad_chunks:
@@ -171,8 +173,13 @@ def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_p
                               weight_decay=config.optim.weight_decay,
                               momentum=config.optim.momentum)
     augment = make_augment(config.augment.spec, **dict(config.augment.params))
-    state = jax.device_put(initial_state(config, method, tx),
-                           NamedSharding(mesh, PartitionSpec()))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if abstract:
+        state = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated),
+            jax.eval_shape(lambda: initial_state(config, method, tx)))
+    else:
+        state = jax.device_put(initial_state(config, method, tx), replicated)
     step_fn = shard_step(per_device_step(method, tx, schedule, augment), mesh)
     return Setup(state=state, step_fn=step_fn, schedule=schedule, tx=tx,
                  graphdef=method.graphdef, method=method)
