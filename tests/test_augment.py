@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from scipy.spatial.transform import Rotation
 from sklearn.datasets import load_sample_images
 
-from img2imu_jax.augment import backend, photo, sensor
+from img2imu_jax.augment import backend, chain, photo, sensor
 from img2imu_jax.augment import SENSOR_DEFAULTS, make_augment
 from img2imu_jax.augment_grid import ORIGINAL_GAP, augment_grid
 
@@ -334,6 +334,12 @@ def test_tpu_shear_equals_the_gather_in_both_directions(photos, amount):
         gather = jax.jit(backend.shear_gather)(image, *positions, along_x)
         np.testing.assert_allclose(tpu, gather, atol=1e-6)
         assert np.abs(np.asarray(tpu) - photos[1]).max() > 0.2
+
+
+def test_short_argsort_is_numpys_stable_argsort_ties_included():
+    values = np.array([0.5, 0.1, 0.5, 0.0, 0.1, 0.9], np.float32)
+    np.testing.assert_array_equal(chain.short_argsort(jnp.asarray(values)),
+                                  np.argsort(values, kind="stable"))
 
 
 def reference_columns(index, max_fraction=0.5, segments=4, min_share=0.25):

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from img2imu_jax.augment import backend, sensor
-from img2imu_jax.augment.chain import ExampleOp, Step, between, chain, pick, symmetric
+from img2imu_jax.augment.chain import (
+    ExampleOp, Step, between, chain, pick, short_argsort, symmetric)
 from img2imu_jax.augment.spec import PROBABILITY, Param
 
 # ITU-R 601 luma, what PIL's "L" mode and torchvision's rgb_to_grayscale use.
@@ -62,7 +63,7 @@ def mocov2(
             between(u[i], max(0.0, 1 - s), 1 + s)
             for i, s in enumerate((brightness, contrast, saturation))
         ])
-        order = jnp.argsort(u[4:])  # torchvision applies the four in a random order; 3 = hue
+        order = short_argsort(u[4:])  # torchvision applies the four in a random order; 3 = hue
         hue_slot = jnp.argmax(order == 3)
 
         def blend_slot(image, slot, active):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from img2imu_jax.augment import backend
-from img2imu_jax.augment.chain import ColumnOp, Step, pick, symmetric
+from img2imu_jax.augment.chain import ColumnOp, Step, pick, short_argsort, symmetric
 from img2imu_jax.augment.spec import PROBABILITY, Param
 
 
@@ -40,7 +40,7 @@ def permute_x(segments: int, min_share: float, p: float) -> Step:
         cuts = _sorted(slack) + shortest * jnp.arange(1, segments)
         starts = jnp.pad(cuts, (1, 0))
         lengths = jnp.diff(jnp.pad(starts, (0, 1), constant_values=width))
-        order = _argsort(u[segments - 1 :])
+        order = short_argsort(u[segments - 1 :])
         moved_lengths = backend.lookup(lengths, order)
         placed = jnp.cumsum(moved_lengths) - moved_lengths
         column = jnp.arange(width)
@@ -51,24 +51,9 @@ def permute_x(segments: int, min_share: float, p: float) -> Step:
     return ColumnOp(columns), p
 
 
-def _ranks(values: jax.Array) -> jax.Array:
-    """Each value's place in a stable ascending sort (ties keep their order)."""
-    index = jnp.arange(values.shape[0])
-    before = (values[None, :] < values[:, None]) | (
-        (values[None, :] == values[:, None]) & (index[None, :] < index[:, None])
-    )
-    return jnp.sum(before, axis=1)
-
-
-def _argsort(values: jax.Array) -> jax.Array:
-    """`jnp.argsort(values)` (stable) for a short vector, from ranks."""
-    hits = _ranks(values)[None, :] == jnp.arange(values.shape[0])[:, None]
-    return jnp.sum(jnp.where(hits, jnp.arange(values.shape[0]), 0), axis=1)
-
-
 def _sorted(values: jax.Array) -> jax.Array:
     """`jnp.sort(values)` for a short vector, from ranks."""
-    return backend.lookup(values, _argsort(values))
+    return backend.lookup(values, short_argsort(values))
 
 
 def hue(max_degrees: float, p: float) -> Step:
