@@ -20,8 +20,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
@@ -87,9 +89,25 @@ def topology_devices(topology: str, slices: int = 1) -> list[Any]:
         raise ValueError(f"TPU topology {topology!r} x {slices} slice(s): {message}") from None
 
 
-def compile_step(config: ml_collections.ConfigDict, topology: str, *,
-                 slices: int = 1) -> dict[str, Any]:
-    """Compiles `config`'s pre-training step for the topology; returns the report (see module)."""
+@dataclasses.dataclass
+class CompiledStep:
+    """The compiled step and what its report is read against."""
+
+    compiled: Any
+    chip: Chip
+    topology: str
+    slices: int
+    chips: int
+    hosts: int
+    images_per_chip: int
+    state_bytes: int
+    compile_s: float
+    config: ml_collections.ConfigDict
+
+
+def compiled_step(config: ml_collections.ConfigDict, topology: str, *,
+                  slices: int = 1) -> CompiledStep:
+    """`config`'s pre-training step compiled for the topology, exactly as the trainer sets it up."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -105,9 +123,10 @@ def compile_step(config: ml_collections.ConfigDict, topology: str, *,
     mesh = parallel.data_mesh(devices)
     if config.batch_size % mesh.size:
         raise ValueError(f"batch_size {config.batch_size} does not split over {mesh.size} chips")
-    per_chip = config.batch_size // mesh.size
-    # The schedule's lengths are constants in the program; they change no shape or cost.
-    run = pretrain.setup(config, mesh, steps_per_epoch=1, total_steps=config.total_steps or 1,
+    # The schedule's lengths are constants in the program (no shape or cost depends on them):
+    # one step per epoch stands in for the dataset's length.
+    run = pretrain.setup(config, mesh, steps_per_epoch=1,
+                         total_steps=config.total_steps or math.ceil(config.epochs),
                          abstract=True)
     images = jax.ShapeDtypeStruct(
         (config.batch_size, *config.data.image_size, 3), jnp.uint8,
@@ -122,8 +141,21 @@ def compile_step(config: ml_collections.ConfigDict, topology: str, *,
                       str(error).splitlines()[0])
         raise DoesNotFit(f"does not fit on {topology} ({chip.hbm_bytes / GIB:g} GiB HBM per "
                          f"chip): {detail.strip()}") from None
-    seconds = time.perf_counter() - started
-    memory = compiled.memory_analysis()
+    return CompiledStep(
+        compiled=compiled, chip=chip, topology=topology, slices=slices, chips=mesh.size,
+        hosts=len({(getattr(d, "slice_index", 0), d.process_index) for d in devices}),
+        images_per_chip=config.batch_size // mesh.size,
+        state_bytes=sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+                        for leaf in jax.tree.leaves(run.state)),
+        compile_s=time.perf_counter() - started, config=config)
+
+
+def compile_step(config: ml_collections.ConfigDict, topology: str, *,
+                 slices: int = 1) -> dict[str, Any]:
+    """Compiles `config`'s pre-training step for the topology; returns the report (see module)."""
+    step = compiled_step(config, topology, slices=slices)
+    chip, per_chip, config = step.chip, step.images_per_chip, step.config
+    memory = step.compiled.memory_analysis()
     hbm = {
         "arguments": memory.argument_size_in_bytes,
         "outputs": memory.output_size_in_bytes,
@@ -131,27 +163,25 @@ def compile_step(config: ml_collections.ConfigDict, topology: str, *,
         "aliased": memory.alias_size_in_bytes,
     }
     hbm["total"] = hbm["arguments"] + hbm["outputs"] + hbm["temporaries"] - hbm["aliased"]
-    cost = compiled.cost_analysis()
-    program = read_program(compiled.as_text())
+    cost = step.compiled.cost_analysis()
+    program = read_program(step.compiled.as_text())
     step_s = program["estimated_cycles"] / chip.clock_hz
     flops, accessed = float(cost["flops"]), float(cost["bytes accessed"])
-    state_bytes = sum(int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
-                      for leaf in jax.tree.leaves(run.state))
     return {
-        "topology": topology,
-        "slices": slices,
-        "chips": mesh.size,
-        "hosts": len({device.process_index for device in devices}) * slices,
+        "topology": step.topology,
+        "slices": step.slices,
+        "chips": step.chips,
+        "hosts": step.hosts,
         "device_kind": chip.device_kind,
         "recipe": {"method": config.method, "augment": config.augment.spec,
                    "batch_size": config.batch_size, "image_size": list(config.data.image_size),
-                   "dtype": config.model.get("dtype", None), "grad_chunks": config.grad_chunks},
+                   "dtype": config.model.dtype, "grad_chunks": config.grad_chunks},
         "images_per_chip": per_chip,
-        "compile_s": seconds,
+        "compile_s": step.compile_s,
         "hbm_bytes": hbm,
         "hbm_capacity_bytes": chip.hbm_bytes,
         "fits": hbm["total"] <= chip.hbm_bytes,
-        "state_bytes": state_bytes,
+        "state_bytes": step.state_bytes,
         "gflop_per_chip": flops / 1e9,
         "gb_per_chip": accessed / 1e9,
         "gflop_per_image": flops / 1e9 / per_chip,
@@ -186,10 +216,8 @@ def _opcode(rest: str) -> str:
     return match.group(1) if match else "?"
 
 
-def read_program(hlo_text: str) -> dict[str, Any]:
-    """Σ estimated_cycles of the ENTRY instructions, the uncosted ones by opcode, collectives
-    in the whole module by opcode, and the ten costliest ENTRY instructions."""
-    cycles, uncosted, collectives, costed = 0, collections.Counter(), collections.Counter(), []
+def instructions(hlo_text: str) -> Iterator[tuple[str, str, str, bool]]:
+    """`(name, opcode, line, in ENTRY)` for every instruction of an HLO module's text."""
     in_entry = False
     for line in hlo_text.splitlines():
         if line.startswith("ENTRY "):
@@ -198,17 +226,29 @@ def read_program(hlo_text: str) -> dict[str, Any]:
         if in_entry and line.startswith("}"):
             in_entry = False
         match = _INSTRUCTION.match(line)
-        if not match:
-            continue
-        opcode = _opcode(match.group(2))
+        if match:
+            yield match.group(1), _opcode(match.group(2)), line, in_entry
+
+
+def estimated_cycles(line: str) -> int | None:
+    """An instruction's `estimated_cycles` (its backend config), or None where it has none."""
+    estimate = re.search(r'"estimated_cycles":"(\d+)"', line)
+    return int(estimate.group(1)) if estimate else None
+
+
+def read_program(hlo_text: str) -> dict[str, Any]:
+    """Σ estimated_cycles of the ENTRY instructions, the uncosted ones by opcode, collectives
+    in the whole module by opcode, and the ten costliest ENTRY instructions."""
+    cycles, uncosted, collectives, costed = 0, collections.Counter(), collections.Counter(), []
+    for name, opcode, line, in_entry in instructions(hlo_text):
         if opcode in COLLECTIVE_OPCODES:
             collectives[opcode] += 1
         if not in_entry:
             continue
-        estimate = re.search(r'"estimated_cycles":"(\d+)"', line)
-        if estimate:
-            cycles += int(estimate.group(1))
-            costed.append((int(estimate.group(1)), match.group(1), opcode))
+        estimate = estimated_cycles(line)
+        if estimate is not None:
+            cycles += estimate
+            costed.append((estimate, name, opcode))
         elif opcode not in FREE_OPCODES:
             uncosted[opcode] += 1
     top = [{"name": name, "opcode": opcode, "estimated_cycles": count}
