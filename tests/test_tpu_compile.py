@@ -2,6 +2,9 @@
 which the test extra installs), its figures checked against numbers computed here."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -37,8 +40,31 @@ def resnet18_forward_flops(height, width, channels):
     return flops
 
 
+# Loads libtpu and holds its lockfile until stdin closes, as any JAX process would.
+HOLD_LIBTPU = """
+import sys
+from jax.experimental import topologies
+topologies.get_topology_desc(platform="tpu", topology_name="v5e:2x2")
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def another_process_holding_libtpu():
+    env = {k: v for k, v in os.environ.items() if k != "ALLOW_MULTIPLE_LIBTPU_LOAD"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LIBTPU], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=env)
+    assert holder.stdout.readline().strip() == "holding"
+    yield
+    holder.stdin.close()
+    holder.wait(timeout=60)
+
+
 @needs_libtpu
-def test_a_tiny_recipe_compiles_for_v5e_and_its_report_adds_up(tmp_path, capsys):
+def test_a_tiny_recipe_compiles_for_v5e_and_its_report_adds_up(
+        tmp_path, capsys, another_process_holding_libtpu):
     out = tmp_path / "report.json"
     code = main(["compile", "--config", "demo", "--topology", "v5e:2x2", "--json", str(out),
                  *[f"--config.{item}" for item in TINY]])
@@ -79,3 +105,17 @@ def test_unknown_topology_and_missing_libtpu_are_one_line_errors(capsys, monkeyp
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["img2imu compile: error: compiling for TPU needs libtpu: "
                      "pip install 'img2imu-jax[tpu]'"]
+
+
+@needs_libtpu
+def test_with_libtpu_installed_an_ordinary_command_prints_only_its_own_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    run = subprocess.run(
+        [sys.executable, "-m", "img2imu_jax.cli", "finetune", "--config",
+         "finetune_basicmotions", "--workdir", str(tmp_path / "ft"),
+         f"--config.pretrained={tmp_path / 'missing'}"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if not line.startswith("INFO ")]
+    assert errors == [f"img2imu finetune: error: no finished checkpoint in {tmp_path / 'missing'} "
+                      "(expected WORKDIR/checkpoints)"]
