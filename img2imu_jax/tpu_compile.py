@@ -26,9 +26,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from jax.experimental import topologies
+from jax.sharding import NamedSharding, PartitionSpec
 
-from img2imu_jax import tpu_host
+from img2imu_jax import parallel, pretrain, tpu_host
 
 GIB = 1024**3
 
@@ -79,8 +84,6 @@ def topology_devices(topology: str, slices: int = 1) -> list[Any]:
     """The abstract devices of `slices` slices of `topology`, compiled for, never run on."""
     chip_for(topology)
     tpu_host.prepare_libtpu_for_compiling()
-    from jax.experimental import topologies
-
     try:
         return list(topologies.get_topology_desc(
             platform="tpu", topology_name=topology, num_slices=slices).devices)
@@ -108,13 +111,6 @@ class CompiledStep:
 def compiled_step(config: ml_collections.ConfigDict, topology: str, *,
                   slices: int = 1) -> CompiledStep:
     """`config`'s pre-training step compiled for the topology, exactly as the trainer sets it up."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from img2imu_jax import parallel, pretrain
-
     chip = chip_for(topology)
     if config.model.dtype == "auto":  # what 'auto' is on a TPU; this host's backend is not one
         config = config.copy_and_resolve_references()
