@@ -61,9 +61,11 @@ CHIPS = {
 }
 # ENTRY instructions that move no data and cost nothing, so carry no estimate by nature.
 FREE_OPCODES = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
+# Cross-chip transfers, each counted once (an async pair by its start); across slices the
+# compiler lowers collectives to send/recv pairs over the data-centre network.
 COLLECTIVE_OPCODES = {"all-reduce", "all-reduce-start", "all-gather", "all-gather-start",
                       "reduce-scatter", "collective-permute", "collective-permute-start",
-                      "all-to-all", "ragged-all-to-all"}
+                      "all-to-all", "ragged-all-to-all", "send", "recv"}
 
 
 class DoesNotFit(RuntimeError):
