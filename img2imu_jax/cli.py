@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from img2imu_jax import __version__
+from img2imu_jax import __version__, tpu_host
 from img2imu_jax.paths import user_path
 
 # Modules only the `pretrain` extra installs, and what a missing one means for the user.
@@ -22,12 +22,13 @@ PATH_ARGUMENTS = ("workdir", "out_dir", "data_dir", "output", "checkpoint", "out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tpu_host.keep_libtpu_out()
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     args.overrides = [item.removeprefix("--config.") for item in extra
                       if item.startswith("--config.")]
     unknown = [item for item in extra if not item.startswith("--config.")]
-    if unknown or (args.overrides and args.command not in ("pretrain", "finetune")):
+    if unknown or (args.overrides and args.command not in ("pretrain", "finetune", "compile")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     configure_output(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
@@ -161,6 +162,23 @@ def _parser() -> argparse.ArgumentParser:
                           help="resume a workdir whose run.json records another config "
                           "(the differing keys are logged)")
     pretrain.set_defaults(handler=_pretrain)
+
+    compile_parser = commands.add_parser(
+        "compile", help="compile the pre-training step for a TPU slice on this host (needs libtpu)",
+        description="Compile the exact step `img2imu pretrain` would run for any TPU topology "
+        "(multi-host and multislice too) with XLA's TPU compiler, nothing allocated, and print "
+        "its HBM per chip against capacity (exit 1 if it does not fit), GFLOP and GB per image, "
+        "the compiler's estimated step time and images/s per chip, and its collectives. "
+        "Override config values with --config.KEY=VALUE. Needs the tpu extra.",
+    )
+    compile_parser.add_argument("--config", required=True, metavar="CONFIG.py",
+                                help="a bundled recipe name (img2imu_paper, ...) or a recipe file")
+    compile_parser.add_argument("--topology", required=True, metavar="CHIP:SHAPE",
+                                help="e.g. v5e:2x2, v5p:4x4x4, v6e:4x4")
+    compile_parser.add_argument("--slices", type=int, default=1,
+                                help="slices joined over the data-centre network (multislice)")
+    compile_parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    compile_parser.set_defaults(handler=_compile)
 
     finetune = commands.add_parser(
         "finetune", help="the paper's downstream protocol (linear eval, full fine-tune)",
@@ -338,6 +356,17 @@ def _pretrain(args: argparse.Namespace) -> None:
         peers.finish()
     print(f"done: {args.workdir} (last metrics: " + ", ".join(
         f"{k} {v:.4g}" for k, v in metrics.items()) + ")")
+
+
+def _compile(args: argparse.Namespace) -> None:
+    from img2imu_jax.config import load_config
+    from img2imu_jax.tpu_compile import run
+
+    config = load_config(args.config, args.overrides)
+    if args.slices < 1:
+        raise ValueError(f"--slices must be >= 1; got {args.slices}")
+    run(config, args.topology, slices=args.slices,
+        json_path=user_path(args.json, what="--json") if args.json else None)
 
 
 def _finetune(args: argparse.Namespace) -> None:

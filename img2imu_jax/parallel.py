@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
 
-def data_mesh() -> Mesh:
-    """A 1-D mesh over all devices of all processes, in JAX's canonical order.
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over `devices` (default: all devices of all processes), canonical order.
 
     The axis is `Auto` (XLA propagates shardings through per-example code) rather than
     `jax.make_mesh`'s newer `Explicit` default, under which vmapped code that mixes constants
-    with sharded per-example values fails to trace.
+    with sharded per-example values fails to trace. Devices of several slices (multislice TPU)
+    are laid out by `create_hybrid_device_mesh`: neighbours on the axis share a slice's ICI,
+    and only the slice boundaries cross the data-centre network.
     """
-    return jax.make_mesh(
-        (jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
-    )
+    devices = list(jax.devices() if devices is None else devices)
+    slices = {getattr(device, "slice_index", 0) for device in devices}
+    auto = (jax.sharding.AxisType.Auto,)
+    if len(slices) > 1:
+        grid = mesh_utils.create_hybrid_device_mesh(
+            (len(devices) // len(slices),), (len(slices),), devices)
+        return Mesh(grid, (DATA_AXIS,), axis_types=auto)
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=auto, devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -171,11 +171,14 @@ class Setup:
 
 
 def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_per_epoch: int,
-          total_steps: int, input_stats: dict[str, np.ndarray] | None = None) -> Setup:
+          total_steps: int, input_stats: dict[str, np.ndarray] | None = None,
+          abstract: bool = False) -> Setup:
     """The method, optimizer, schedule, initial state and compiled-on-first-call step that
     `config` describes on `mesh`: the one set-up the trainer, the tests and benchmarks share.
     `input_stats` (the 1D methods' corpus `input_mean`, `input_std`) go into the state, so
-    every checkpoint carries the normalisation its encoder was trained under."""
+    every checkpoint carries the normalisation its encoder was trained under. `abstract`: the
+    state as shapes and shardings only, nothing allocated (to compile the step for devices
+    this host does not have)."""
     method = get_method(config)
     per_device = config.batch_size // mesh.size
     if config.grad_chunks > 1 and not method.supports_grad_chunks:
@@ -193,8 +196,13 @@ def setup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, steps_p
                               momentum=config.optim.momentum)
     views = (method.views if method.input == "windows" else
              image_views(make_augment(config.augment.spec, **dict(config.augment.params))))
-    state = jax.device_put(initial_state(config, method, tx, input_stats),
-                           NamedSharding(mesh, PartitionSpec()))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if abstract:
+        state = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated),
+            jax.eval_shape(lambda: initial_state(config, method, tx, input_stats)))
+    else:
+        state = jax.device_put(initial_state(config, method, tx, input_stats), replicated)
     step_fn = shard_step(per_device_step(method, tx, schedule, views), mesh)
     return Setup(state=state, step_fn=step_fn, schedule=schedule, tx=tx,
                  graphdef=method.graphdef, method=method)

@@ -15,8 +15,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from scipy.spatial.transform import Rotation
 from sklearn.datasets import load_sample_images
 
-from img2imu_jax import augment as A
-from img2imu_jax.augment import make_augment
+from img2imu_jax.augment import backend, chain, photo, sensor
+from img2imu_jax.augment import SENSOR_DEFAULTS, make_augment
 from img2imu_jax.augment_grid import ORIGINAL_GAP, augment_grid
 
 HEIGHT, WIDTH = 96, 128
@@ -123,7 +123,7 @@ def test_hue_with_zero_range_is_the_identity(photos):
 def test_hue_is_a_rotation_about_the_grey_axis_fitted_into_the_cube(photos, degrees):
     """scipy's rotation where it stays in [0, 1]; elsewhere the same hue, desaturated to fit."""
     pixels = photos.reshape(-1, 3)
-    ours = np.asarray(A._rotate_about_grey(jnp.asarray(pixels), math.radians(degrees)))
+    ours = np.asarray(sensor.rotate_about_grey(jnp.asarray(pixels), math.radians(degrees)))
     axis = np.ones(3) / math.sqrt(3)
     reference = Rotation.from_rotvec(math.radians(degrees) * axis).apply(pixels)
     inside = np.all((reference >= 0) & (reference <= 1), axis=1)
@@ -141,13 +141,13 @@ def test_hue_is_a_rotation_about_the_grey_axis_fitted_into_the_cube(photos, degr
 
 def test_hue_at_120_degrees_permutes_the_channels(photos):
     np.testing.assert_allclose(
-        A._rotate_about_grey(jnp.asarray(photos), 2 * math.pi / 3), photos[..., [2, 0, 1]],
+        sensor.rotate_about_grey(jnp.asarray(photos), 2 * math.pi / 3), photos[..., [2, 0, 1]],
         atol=2e-6,
     )
 
 
 def test_jitter_is_zero_mean_uniform_noise_within_the_amplitude():
-    amplitude = A.SENSOR_DEFAULTS["jitter"]["amplitude"]
+    amplitude = SENSOR_DEFAULTS["jitter"]["amplitude"]
     grey = np.full((4, HEIGHT, WIDTH, 3), 0.5, np.float32)
     noise = views("jitter", grey) - grey
     assert abs(noise.mean()) < 1e-3
@@ -293,16 +293,84 @@ def test_all_with_p_zero_is_the_identity(photos):
 @pytest.mark.parametrize("box", [(0, 0, HEIGHT, WIDTH), (10, 30, 40, 57), (50, 3, 46, 125)])
 def test_resized_crop_equals_jax_image_resize_of_the_box(photos, box):
     top, left, h, w = box
-    ours = jax.jit(A._resized_crop)(jnp.asarray(photos[1]), *box)
+    ours = jax.jit(backend.resize_box)(jnp.asarray(photos[1]), *box)
     reference = jax.image.resize(photos[1][top : top + h, left : left + w], (HEIGHT, WIDTH, 3),
                                  "linear")
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
+# Each backend's form of a pixel movement: the TPU forms, called here on CPU ------------------------
+
+
+def test_tpu_column_take_is_the_numpy_take(photos):
+    columns = np.random.default_rng(0).integers(0, WIDTH, WIDTH)  # repeats too, not only shuffles
+    tpu = jax.jit(backend.take_columns_tpu)(jnp.asarray(photos[0]), jnp.asarray(columns))
+    np.testing.assert_allclose(tpu, photos[0][:, columns], atol=1e-6)
+    np.testing.assert_array_equal(backend.take_columns_gather(photos[0], columns),
+                                  photos[0][:, columns])
+    values = np.random.default_rng(1).integers(-50, 50, WIDTH).astype(np.int32)
+    np.testing.assert_array_equal(jax.jit(backend.lookup_tpu)(values, columns), values[columns])
+
+
+def test_tpu_resized_crop_equals_the_gather_on_random_boxes(photos):
+    keys = jax.random.split(KEY, 8)
+    boxes = jax.vmap(lambda k: photo._random_crop_box(k, HEIGHT, WIDTH, (0.2, 1.0), (0.75, 4 / 3)))(
+        keys)
+    images = jnp.asarray(np.resize(photos, (8, HEIGHT, WIDTH, 3)))
+    tpu = jax.jit(jax.vmap(backend.resize_box_tpu))(images, *boxes)
+    gather = jax.jit(jax.vmap(backend.resize_box_gather))(images, *boxes)
+    np.testing.assert_allclose(tpu, gather, atol=1e-6)
+
+
+@pytest.mark.parametrize("amount", [-0.3, 0.17, 0.3])
+def test_tpu_shear_equals_the_gather_in_both_directions(photos, amount):
+    image = jnp.asarray(photos[1])
+    y, x = np.meshgrid(np.arange(HEIGHT) - (HEIGHT - 1) / 2, np.arange(WIDTH) - (WIDTH - 1) / 2,
+                       indexing="ij")
+    rows, columns = y + (HEIGHT - 1) / 2, x + (WIDTH - 1) / 2
+    for along_x, ys, xs in ((True, rows, columns + amount * y), (False, rows + amount * x, columns)):
+        positions = jnp.asarray(ys, jnp.float32), jnp.asarray(xs, jnp.float32)
+        tpu = jax.jit(backend.shear_tpu)(image, *positions, along_x)
+        gather = jax.jit(backend.shear_gather)(image, *positions, along_x)
+        np.testing.assert_allclose(tpu, gather, atol=1e-6)
+        assert np.abs(np.asarray(tpu) - photos[1]).max() > 0.2
+
+
+def test_short_argsort_is_numpys_stable_argsort_ties_included():
+    values = np.array([0.5, 0.1, 0.5, 0.0, 0.1, 0.9], np.float32)
+    np.testing.assert_array_equal(chain.short_argsort(jnp.asarray(values)),
+                                  np.argsort(values, kind="stable"))
+
+
+def reference_columns(index, max_fraction=0.5, segments=4, min_share=0.25):
+    """translate_x then permute_x at p = 1 in numpy, from the chain's keys for example `index`:
+    key 0 the coins, key 1 the shift, key 2 the cuts and the segments' order."""
+    keys = jax.random.split(jax.random.fold_in(KEY, index), 3)
+    reach = int(max_fraction * WIDTH)
+    u = np.float32(jax.random.uniform(keys[1]))
+    shift = min(int(np.floor(u * np.float32(2 * reach + 1))), 2 * reach) - reach
+    shifted = (np.arange(WIDTH) - shift) % WIDTH
+    v = np.asarray(jax.random.uniform(keys[2], (2 * segments - 1,)))
+    shortest = max(1, int(min_share * WIDTH / segments))
+    room = WIDTH - segments * shortest + 1
+    slack = np.minimum(np.floor(v[: segments - 1] * np.float32(room)), room - 1).astype(int)
+    bounds = np.concatenate([[0], np.sort(slack) + shortest * np.arange(1, segments), [WIDTH]])
+    pieces = [np.arange(bounds[i], bounds[i + 1]) for i in range(segments)]
+    order = np.argsort(v[segments - 1 :], kind="stable")
+    return shifted[np.concatenate([pieces[i] for i in order])]
+
+
+def test_shift_then_permutation_moves_columns_as_numpy_does_from_the_same_draws(photos):
+    """The two column ops compose into one index; the views are exactly numpy's."""
+    out = views("translate_x|permute_x", photos)
+    for index, (original, view) in enumerate(zip(photos, out)):
+        np.testing.assert_array_equal(view, original[:, reference_columns(index)])
+
+
 def test_random_crop_boxes_fit_and_follow_the_scale_and_ratio_ranges():
     keys = jax.random.split(KEY, 500)
     boxes = jax.jit(jax.vmap(
-        lambda k: A._random_crop_box(k, HEIGHT, WIDTH, (0.2, 1.0), (3 / 4, 4 / 3))))(keys)
+        lambda k: photo._random_crop_box(k, HEIGHT, WIDTH, (0.2, 1.0), (3 / 4, 4 / 3))))(keys)
     top, left, h, w = (np.asarray(v) for v in boxes)
     assert (top >= 0).all() and (left >= 0).all()
     assert (top + h <= HEIGHT).all() and (left + w <= WIDTH).all()
@@ -312,15 +380,15 @@ def test_random_crop_boxes_fit_and_follow_the_scale_and_ratio_ranges():
 
 
 def test_hsv_conversions_match_matplotlib(photos):
-    hsv = np.asarray(A._rgb_to_hsv(jnp.asarray(photos)))
+    hsv = np.asarray(photo._rgb_to_hsv(jnp.asarray(photos)))
     np.testing.assert_allclose(hsv, matplotlib.colors.rgb_to_hsv(photos), atol=1e-5)
-    rgb = A._hsv_to_rgb(jnp.asarray(hsv))
+    rgb = photo._hsv_to_rgb(jnp.asarray(hsv))
     np.testing.assert_allclose(rgb, matplotlib.colors.hsv_to_rgb(hsv), atol=1e-5)
-    np.testing.assert_allclose(A._shift_hue(jnp.asarray(photos), 0.0), photos, atol=1e-5)
+    np.testing.assert_allclose(photo._shift_hue(jnp.asarray(photos), 0.0), photos, atol=1e-5)
 
 
 def test_grayscale_has_equal_channels_and_is_pils_luma(photos):
-    grey = np.asarray(A._grayscale(jnp.asarray(photos[0])))
+    grey = np.asarray(photo._grayscale(jnp.asarray(photos[0])))
     np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
     reference = from_pil(pil(photos[0]).convert("L"))
     np.testing.assert_allclose(grey[..., 1], reference, atol=0.6 / 255)
@@ -329,10 +397,10 @@ def test_grayscale_has_equal_channels_and_is_pils_luma(photos):
 @pytest.mark.parametrize(
     "ours, theirs",
     [
-        (A._brightness, ImageEnhance.Brightness),
-        (A._contrast, ImageEnhance.Contrast),
-        (A._saturation, ImageEnhance.Color),
-        (A._sharpness, ImageEnhance.Sharpness),
+        (photo._brightness, ImageEnhance.Brightness),
+        (photo._contrast, ImageEnhance.Contrast),
+        (photo._saturation, ImageEnhance.Color),
+        (photo._sharpness, ImageEnhance.Sharpness),
     ],
 )
 @pytest.mark.parametrize("factor", [0.3, 1.6])
@@ -342,7 +410,7 @@ def test_enhance_ops_match_pil(photos, ours, theirs, factor):
 
 
 def test_gaussian_blur_matches_scipy_with_reflected_edges(photos):
-    ours = A._gaussian_blur(jnp.asarray(photos[1]), 1.7, 4)
+    ours = photo._gaussian_blur(jnp.asarray(photos[1]), 1.7, 4)
     reference = scipy.ndimage.gaussian_filter(photos[1], (1.7, 1.7, 0), mode="mirror",
                                               truncate=4 / 1.7)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
@@ -356,17 +424,17 @@ def test_point_ops_match_pil(photos):
     image = jnp.asarray(photos[3])
     for threshold in (40, 128, 230):
         np.testing.assert_array_equal(
-            levels(A._solarize(image, threshold / 255)), ImageOps.solarize(pil(image), threshold)
+            levels(photo._solarize(image, threshold / 255)), ImageOps.solarize(pil(image), threshold)
         )
     for bits in (1, 4, 7):
         np.testing.assert_array_equal(
-            levels(A._posterize(image, bits)), ImageOps.posterize(pil(image), bits)
+            levels(photo._posterize(image, bits)), ImageOps.posterize(pil(image), bits)
         )
-    equalize = jax.jit(A._equalize)
+    equalize = jax.jit(photo._equalize)
     for picture in (image, image[20:40] * 0.3 + 0.2):
         np.testing.assert_array_equal(levels(equalize(picture)), ImageOps.equalize(pil(picture)))
     dull = jnp.asarray(from_pil(pil(image * 0.5 + 0.25)))  # 8-bit, as PIL sees it
-    stretched = np.asarray(A._autocontrast(dull))
+    stretched = np.asarray(photo._autocontrast(dull))
     np.testing.assert_allclose(stretched.min((0, 1)), 0, atol=1e-6)
     np.testing.assert_allclose(stretched.max((0, 1)), 1, atol=1e-6)
     gap = stretched - from_pil(ImageOps.autocontrast(pil(dull)))
@@ -375,12 +443,12 @@ def test_point_ops_match_pil(photos):
 
 def test_equalize_and_autocontrast_leave_a_flat_image_alone():
     flat = jnp.full((8, 8, 3), 0.4)
-    np.testing.assert_allclose(jax.jit(A._equalize)(flat), np.round(0.4 * 255) / 255)
-    np.testing.assert_array_equal(A._autocontrast(flat), flat)
+    np.testing.assert_allclose(jax.jit(photo._equalize)(flat), np.round(0.4 * 255) / 255)
+    np.testing.assert_array_equal(photo._autocontrast(flat), flat)
 
 
 def test_warp_rotates_and_shears_about_the_centre(photos):
-    warp = jax.jit(A._warp)
+    warp = jax.jit(backend.warp)
     square = jnp.asarray(photos[0][:, :HEIGHT])
     np.testing.assert_array_equal(warp(square, jnp.eye(2)), square)
     turn = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
@@ -458,7 +526,8 @@ def test_grid_shows_each_original_then_its_views(photos):
 
 def test_mocov2_colour_jitter_applies_each_op_once_in_torchvisions_random_order(photos):
     """Reference: the four adjustments composed in the drawn order, one example at a time."""
-    from img2imu_jax.augment import _between, _brightness, _contrast, _saturation, _shift_hue
+    from img2imu_jax.augment.chain import between as _between
+    from img2imu_jax.augment.photo import _brightness, _contrast, _saturation, _shift_hue
 
     only_jitter = dict(mocov2_crop_scale_min=1.0, mocov2_crop_ratio_min=WIDTH / HEIGHT,
                        mocov2_crop_ratio_max=WIDTH / HEIGHT, mocov2_color_jitter_p=1.0,
