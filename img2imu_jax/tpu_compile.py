@@ -34,6 +34,7 @@ from jax.experimental import topologies
 from jax.sharding import NamedSharding, PartitionSpec
 
 from img2imu_jax import parallel, pretrain, tpu_host
+from img2imu_jax.methods import method_class
 
 GIB = 1024**3
 
@@ -123,11 +124,18 @@ def compiled_step(config: ml_collections.ConfigDict, topology: str, *,
         raise ValueError(f"batch_size {config.batch_size} does not split over {mesh.size} chips")
     # The schedule's lengths are constants in the program (no shape or cost depends on them):
     # one step per epoch stands in for the dataset's length.
+    # The 1D methods read normalised float32 windows and keep the corpus's per-axis statistics
+    # in the state; their values never shape the program.
+    windows = method_class(config.method).input == "windows"
     run = pretrain.setup(config, mesh, steps_per_epoch=1,
                          total_steps=config.total_steps or math.ceil(config.epochs),
+                         input_stats={"input_mean": np.zeros(3, np.float32),
+                                      "input_std": np.ones(3, np.float32)} if windows else None,
                          abstract=True)
+    shape, dtype = (((round(config.data.seconds * config.data.sample_rate), 3), jnp.float32)
+                    if windows else ((*config.data.image_size, 3), jnp.uint8))
     images = jax.ShapeDtypeStruct(
-        (config.batch_size, *config.data.image_size, 3), jnp.uint8,
+        (config.batch_size, *shape), dtype,
         sharding=NamedSharding(mesh, PartitionSpec(parallel.DATA_AXIS)))
     started = time.perf_counter()
     try:
