@@ -174,7 +174,9 @@ def free_port() -> int:
 # process's does: the pair can be compared with one process. SGD: parameter differences stay
 # proportional to gradient differences (Adam's normalised steps would turn rounding in
 # near-zero gradients into full-size steps). Every checkpoint is kept.
-PAIR = ("optim.name=sgd", "optim.base_lr=0.05", "total_steps=12", "keep_checkpoints=12",
+# 20 steps leave the last relaunch room to agree on a step before the run ends, even with the
+# machine loaded (at 12 a loaded pair sometimes finished first).
+PAIR = ("optim.name=sgd", "optim.base_lr=0.05", "total_steps=20", "keep_checkpoints=20",
         "peer_timeout_s=3")
 
 
@@ -252,7 +254,7 @@ def test_two_processes_preempted_killed_and_relaunched_match_a_straight_pair(str
     logs = outputs(pair)
     assert [process.returncode for process in pair] == [0, 0], logs
     stopped = {preempted_step(log) for log in logs}
-    assert len(stopped) == 1 and 2 < min(stopped) < 12, logs
+    assert len(stopped) == 1 and 2 < min(stopped) < 20, logs
     (stopped,) = stopped
 
     # A relaunch resumes; process 1 dies at its next checkpoint; process 0 ends within the
