@@ -5,8 +5,8 @@
 to right; example `b` draws everything from `fold_in(key, indices[b])`, so a device's shard of a
 global batch gets exactly the views the whole batch would get on one device (docs: DESIGN.md).
 
-The paper keeps four augmentations, each tied to a sensor property, and gives no magnitudes
-(docs: paper.md §3.2). These defaults are the project's; recipe configs override them with
+The paper keeps four augmentations, each tied to a sensor property, and gives no magnitudes.
+These defaults are the project's; recipe configs override them with
 keywords named `<op>_<param>`, e.g. `make_augment(spec, permute_x_segments=5)`.
 
 | op | param | default | sensor augmentation it stands for, and why this default |
@@ -36,26 +36,17 @@ keywords named `<op>_<param>`, e.g. `make_augment(spec, permute_x_segments=5)`.
   [0, 1]. Um et al.'s jitter σ = 0.05 is for signals on a unit scale; the image's is [0, 1].
 - `p`: every op already draws near-identity views (shift ≈ 0, angle ≈ 0) among the others.
 
-How the defaults were checked (`benchmarks/augment_ablation.py`, benchmarks/RESULTS.md): each
-op left out and each parameter moved once (MoCo with Shuffle BN, ResNet-18 width 16, 300 steps
-on the 1000-photo sample), judged by the BasicMotions probe, no dataset we report. No change
-moved the probe's 10-shot gain over random init outside the spread of the defaults themselves
-over three seeds (−5.8 to +11.0 points), and neither did the three-seed repeats of the most
-promising changes. At that scale the ablation cannot choose, so the defaults stay where the
-sensor arguments above put them; none was tuned to a probe figure. The probe is a weak judge
-besides: it ranks pre-trained encoders almost in reverse of WISDM 2019 (RESULTS.md's transfer
-table), so a probe on WISDM's validation subjects should decide the next round.
+The defaults were checked by an ablation that could not choose between them and moved none
+(`benchmarks/augment_ablation.py`; benchmarks/RESULTS.md has the figures).
 
-`crop` is the mild crop the paper neither includes nor excludes (paper.md §3.2), off unless a
+`crop` is the mild crop the paper neither includes nor excludes, off unless a
 spec names it (`crop|translate_x|permute_x|hue|jitter`): torchvision's RandomResizedCrop back
 to H × W, box area `scale_min`–`scale_max` (0.5–1) of the image, aspect 3/4–4/3. On a
 spectrogram, resizing a box stretches time and frequency together, as a faster or slower gait
 does; at area ≥ 0.5 each side is stretched at most ≈ 1.4× (√2 at aspect 1), about the range
 of human walking cadence, where MoCo v2's 0.2 would stretch up to ≈ 2.2×. It stays out of the
-IMG2IMU set: over three seeds of the ablation it moved the probe within noise (10-shot gain
-+6.6 against the defaults' +3.8, 1-shot −6.6 against −1.9), the paper's set has no crop, and
-those runs took 14 % longer on the CPU (benchmarks/RESULTS.md, with transfer.py's
-`img2imu_crop` row beside it).
+IMG2IMU set: the paper's set has no crop, and the ablation found no gain from it
+(benchmarks/RESULTS.md).
 
 Two baselines from the paper's comparison are composites with their own `<name>_*` params.
 `mocov2` is MoCo v2's list in its order, torchvision semantics (`MOCOV2_DEFAULTS`): random
