@@ -13,6 +13,7 @@ from img2imu_jax.models import (
     build_model,
     projection_head,
 )
+from img2imu_jax.models import resnet
 from img2imu_jax.parallel import DATA_AXIS, data_mesh
 
 # torchvision's resnet18/34/50/101 parameter counts minus `fc` (512·1000+1000 or 2048·1000+1000).
@@ -311,3 +312,22 @@ def test_bfloat16_batch_norm_keeps_no_float32_activation_for_the_backward():
                    if hasattr(leaf, "nbytes") and leaf.size >= x.size)
 
     assert saved_bytes(BatchNorm) <= x.nbytes < saved_bytes(nnx.BatchNorm)
+
+
+def test_stem_max_pool_paths_equal_numpy_pooling_with_minus_infinity_borders():
+    """Both backends' stem pools (the TPU one called here on CPU) against numpy's 3×3/2 max over
+    a −∞ border, values and gradients (each window's gradient lands on its maximum)."""
+    x = np.abs(np.random.default_rng(0).normal(size=(2, 7, 10, 3))).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))[:, ::2, ::2]
+    expected = windows.max(axis=(-2, -1))
+    weights = np.random.default_rng(1).normal(size=expected.shape).astype(np.float32)
+    expected_grad = np.zeros_like(padded)
+    for b, i, j, c in np.ndindex(*expected.shape):
+        di, dj = np.unravel_index(windows[b, i, j, c].argmax(), (3, 3))
+        expected_grad[b, 2 * i + di, 2 * j + dj, c] += weights[b, i, j, c]
+    for pool in (resnet.max_pool_window_padded, resnet.max_pool_zero_padded,
+                 resnet.stem_max_pool):
+        np.testing.assert_array_equal(pool(jnp.asarray(x)), expected)
+        grad = jax.grad(lambda v: (pool(v) * weights).sum())(jnp.asarray(x))
+        np.testing.assert_allclose(grad, expected_grad[:, 1:-1, 1:-1], rtol=1e-6)

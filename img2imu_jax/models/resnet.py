@@ -166,12 +166,29 @@ class ResNet(nnx.Module):
         self.features = in_features
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nnx.relu(self.bn1(self.conv1(x)))
-        # After the ReLU every value is ≥ 0, so zero padding gives max pooling's −∞ padding
-        # exactly; it keeps the padded tensor finite, which int8 calibration needs (with −∞ the
-        # LiteRT converter gave the stem a quantisation scale of 1e36).
-        x = nnx.max_pool(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), (3, 3), strides=(2, 2))
+        x = stem_max_pool(nnx.relu(self.bn1(self.conv1(x))))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)
         return x.mean(axis=(1, 2))
+
+
+def stem_max_pool(x: jax.Array) -> jax.Array:
+    """torchvision's 3×3/2 max pool with a one-pixel border, for inputs ≥ 0 (after a ReLU).
+
+    On TPU the border is the pooling window's own padding: an explicit pad there is a whole
+    copy of the stem's activations that the TPU compiler costs at 1.1 ms per 256 images of
+    96 × 128 on v5e, 2.5 ms in the ghost-BN groups of MoCo's key encoder, where the pooled
+    program has none (benchmarks/RESULTS.md). Elsewhere the border is an explicit zero pad,
+    which equals −∞ padding for inputs ≥ 0 and keeps every tensor finite, as int8 calibration
+    needs (with −∞ the LiteRT converter gave the stem a quantisation scale of 1e36).
+    """
+    return jax.lax.platform_dependent(x, tpu=max_pool_window_padded, default=max_pool_zero_padded)
+
+
+def max_pool_window_padded(x: jax.Array) -> jax.Array:
+    return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def max_pool_zero_padded(x: jax.Array) -> jax.Array:
+    return nnx.max_pool(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), (3, 3), strides=(2, 2))
