@@ -64,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "whole step (minutes each)")
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/out/tpu_compile.json"))
+    parser.add_argument("--hlo-dir", type=pathlib.Path,
+                        help="also write each step's compiled program (HLO text) here")
     return parser.parse_args(argv)
 
 
@@ -178,6 +180,9 @@ def main(argv: list[str]) -> None:
                                   f"moco.queue_size={max(4096, args.images_per_chip * chips)}"])
             step = tpu_compile.compiled_step(config, topology)
             text = step.compiled.as_text()
+            if args.hlo_dir:
+                args.hlo_dir.mkdir(parents=True, exist_ok=True)
+                (args.hlo_dir / f"{recipe}_{topology}.hlo").write_text(text)
             cost = step.compiled.cost_analysis()
             program = tpu_compile.read_program(text)
             memory = step.compiled.memory_analysis()
