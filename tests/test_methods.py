@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from img2imu_jax import shuffle_bn
 from img2imu_jax.shuffle_bn import apply_global, apply_in_groups, apply_shuffled, shuffle_order
 from img2imu_jax.config import load_config
 from img2imu_jax.methods import METHODS, build, get_method
@@ -77,6 +78,22 @@ def test_each_key_uses_exactly_its_shuffled_groups_statistics_on_eight_devices_a
     # Whole-batch statistics give other keys: the groups are what the test measures.
     whole, _ = by_hand_in_train_mode(model, images)
     assert np.abs(whole - expected).max() > 1e-2
+
+
+def test_shuffle_row_moves_on_every_backend_equal_numpy_indexing_exactly():
+    """The TPU forms (one-hot matmuls, called here on CPU) and the gathers against numpy."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(12)
+    own = np.arange(4, 8)
+    for dtype in (jnp.float32, jnp.bfloat16):
+        values = jnp.asarray(rng.normal(size=(12, 3, 5)) * 1e3, dtype)
+        expected_rows = np.asarray(values)[order[own]]
+        expected_own = np.asarray(values)[np.argsort(order)[own]]
+        for take, of_examples in ((shuffle_bn.take_rows_tpu, shuffle_bn.rows_of_examples_tpu),
+                                  (shuffle_bn.take_rows, shuffle_bn.rows_of_examples)):
+            np.testing.assert_array_equal(take(values, jnp.asarray(order[own])), expected_rows)
+            np.testing.assert_array_equal(
+                of_examples(values, jnp.asarray(order), jnp.asarray(own)), expected_own)
 
 
 def test_grouped_queries_use_consecutive_groups_and_global_bn_the_whole_batch(tiny):
