@@ -243,12 +243,16 @@ def estimated_cycles(line: str) -> int | None:
 
 
 def read_program(hlo_text: str) -> dict[str, Any]:
-    """Σ estimated_cycles of the ENTRY instructions, the uncosted ones by opcode, collectives
-    in the whole module by opcode, and the ten costliest ENTRY instructions."""
-    cycles, uncosted, collectives, costed = 0, collections.Counter(), collections.Counter(), []
+    """Σ estimated_cycles of the ENTRY instructions, the uncosted ones by opcode, the distinct
+    collectives in the whole module by opcode, and the ten costliest ENTRY instructions."""
+    cycles, uncosted, costed = 0, collections.Counter(), []
+    collectives = collections.defaultdict(set)
     for name, opcode, line, in_entry in instructions(hlo_text):
         if opcode in COLLECTIVE_OPCODES:
-            collectives[opcode] += 1
+            # The TPU compiler splits a large asynchronous collective over many fused
+            # computations, each holding a copy of it under one chain id or async name.
+            shared = re.search(r'(?:chain_id|async_collective_name)="([^"]+)"', line)
+            collectives[opcode].add(shared.group(0) if shared else name)
         if not in_entry:
             continue
         estimate = estimated_cycles(line)
@@ -260,7 +264,9 @@ def read_program(hlo_text: str) -> dict[str, Any]:
     top = [{"name": name, "opcode": opcode, "estimated_cycles": count}
            for count, name, opcode in sorted(costed, reverse=True)[:10]]
     return {"estimated_cycles": cycles, "uncosted": dict(uncosted.most_common()),
-            "collectives": dict(collectives.most_common()), "top": top}
+            "collectives": dict(collections.Counter(
+                {opcode: len(names) for opcode, names in collectives.items()}).most_common()),
+            "top": top}
 
 
 def format_report(report: dict[str, Any]) -> str:

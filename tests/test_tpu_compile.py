@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from img2imu_jax import tpu_host
+from img2imu_jax import tpu_compile, tpu_host
 from img2imu_jax.cli import main
 from img2imu_jax.config import RECIPES, load_config
 
@@ -119,3 +119,26 @@ def test_with_libtpu_installed_an_ordinary_command_prints_only_its_own_error(tmp
     errors = [line for line in run.stderr.splitlines() if not line.startswith("INFO ")]
     assert errors == [f"img2imu finetune: error: no finished checkpoint in {tmp_path / 'missing'} "
                       "(expected WORKDIR/checkpoints)"]
+
+
+def test_a_collective_split_over_fused_computations_counts_once():
+    """The TPU compiler copies one asynchronous all-gather into every fused computation of its
+    chain (a paper step showed 27 copies of its one image all-gather)."""
+    hlo = "\n".join([
+        "%fused_a (p: f32[4]) -> f32[16] {",
+        '  %all-gather.1 = f32[16]{0} all-gather(%p), dimensions={0}, '
+        'frontend_attributes={chain_id="0"}',
+        "}",
+        "%fused_b (p: f32[4]) -> f32[16] {",
+        '  %all-gather.2 = f32[16]{0} all-gather(%p), dimensions={0}, '
+        'frontend_attributes={chain_id="0"}',
+        "}",
+        "ENTRY %main (x: f32[4]) -> f32[4] {",
+        '  %all-reduce.1 = f32[4]{0} all-reduce(%x), backend_config={"estimated_cycles":"10"}',
+        '  ROOT %all-reduce.2 = f32[4]{0} all-reduce(%all-reduce.1), '
+        'backend_config={"estimated_cycles":"5"}',
+        "}",
+    ])
+    program = tpu_compile.read_program(hlo)
+    assert program["collectives"] == {"all-reduce": 2, "all-gather": 1}
+    assert program["estimated_cycles"] == 15
