@@ -21,13 +21,11 @@ needs_libtpu = pytest.mark.skipif(not tpu_host.libtpu_installed(),
                                   reason="needs libtpu: pip install 'img2imu-jax[tpu]'")
 
 
-def resnet18_forward_flops(height, width, channels):
-    """Convolution FLOPs (2 per multiply-add) of ResNet-18 from its layer shapes."""
-    def conv(h, w, c_in, c_out, k):
-        return 2 * h * w * c_in * c_out * k * k
-
+def resnet18_convolutions(height, width, channels):
+    """`(h, w, c_in, c_out, k)` of every convolution of ResNet-18 (each followed by a
+    BatchNorm over c_out), from its layer shapes; h, w: the output's size."""
     h, w = -(-height // 2), -(-width // 2)  # the 7x7 stride-2 stem
-    flops = conv(h, w, 3, channels, 7)
+    yield h, w, 3, channels, 7
     h, w = h // 2, w // 2  # 3x3 stride-2 max pool over a one-pixel pad
     c = channels
     for stage in range(4):
@@ -35,10 +33,10 @@ def resnet18_forward_flops(height, width, channels):
         for block in range(2):
             if stage and not block:
                 h, w = -(-h // 2), -(-w // 2)
-                flops += conv(h, w, c, planes, 1)  # the strided shortcut
-            flops += conv(h, w, c, planes, 3) + conv(h, w, planes, planes, 3)
+                yield h, w, c, planes, 1  # the strided shortcut
+            yield h, w, c, planes, 3
+            yield h, w, planes, planes, 3
             c = planes
-    return flops
 
 
 # Loads libtpu and holds its lockfile until stdin closes, as any JAX process would.
@@ -77,19 +75,21 @@ def test_a_tiny_recipe_compiles_for_v5e_and_its_report_adds_up(
     assert report["chips"] == 4 and report["examples_per_chip"] == 2 and report["fits"]
     assert report["input"] == "images" and report["recipe"]["example_shape"] == [32, 48, 3]
 
-    from img2imu_jax import pretrain
-    from img2imu_jax.parallel import data_mesh
-
-    config = load_config(RECIPES / "demo.py", TINY)
-    state = pretrain.setup(config, data_mesh(jax.devices()[:1]), steps_per_epoch=1,
-                           total_steps=1).state
-    state_bytes = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(state))
+    # Adam: the parameters and their two moments, the BatchNorm means and variances, Adam's and
+    # the schedule's step counts, the run's step and key (float32, int32, 2 x uint32).
+    convolutions = list(resnet18_convolutions(32, 48, 8))
+    batchnorm = sum(c_out for *_, c_out, _ in convolutions)
+    head = 2 * (64 * 64 + 64)  # demo's 2-layer head on the 8 x 8 = 64 features, 64 out
+    parameters = sum(c_in * c_out * k * k for *_, c_in, c_out, k in convolutions) + \
+        2 * batchnorm + head
+    state_bytes = 4 * (3 * parameters + 2 * batchnorm) + 4 + 4 + 4 + 8
     assert report["state_bytes"] == state_bytes
     hbm = report["hbm_bytes"]
     assert hbm["arguments"] >= state_bytes and hbm["total"] < 16 * 2**30
 
     # SimCLR: both views through the encoder, forward and backward (about 3x the forward).
-    encoder = 2 * report["examples_per_chip"] * resnet18_forward_flops(32, 48, 8)
+    encoder = 2 * report["examples_per_chip"] * sum(
+        2 * h * w * c_in * c_out * k * k for h, w, c_in, c_out, k in convolutions)
     assert 2.5 * encoder < report["gflop_per_chip"] * 1e9 < 4 * encoder
     step_s = report["estimated_step_ms"] / 1e3
     assert report["estimated_cycles"] == pytest.approx(step_s * 1.5e9)
