@@ -15,7 +15,7 @@ How the figures are read (all per chip, and all the compiler's estimates, never 
   collectives, loops) are counted by kind beside the sum; a loop body counts once.
 - Across slices the compiler lowers each collective's data-centre-network leg to send/recv
   pairs tagged with the transfer's kind; their kinds and the bytes each chip sends are read
-  from the sends.
+  from the sends (a loop body's once).
 - "Examples" are what the method reads: images, or the 1D methods' sensor windows.
 """
 
