@@ -188,7 +188,7 @@ def main(argv: list[str]) -> None:
             memory = step.compiled.memory_analysis()
             entry = {
                 "recipe": recipe, "topology": topology, "chips": step.chips,
-                "images_per_chip": step.images_per_chip, "compile_s": step.compile_s,
+                "images_per_chip": step.examples_per_chip, "compile_s": step.compile_s,
                 "gb_per_chip": float(cost["bytes accessed"]) / 1e9,
                 "gflop_per_chip": float(cost["flops"]) / 1e9,
                 "estimated_ms": 1e3 * program["estimated_cycles"] / step.chip.clock_hz,

@@ -42,17 +42,22 @@ COLLECTIVES = re.compile(r"\b(all-reduce|all-gather|reduce-scatter|collective-pe
 # device of 8 one group). MoCo without it runs keys and queries through the same global-BN
 # `apply_global` as SimCLR's case, and so does SimSiam (its predictor and stop-gradient do not
 # depend on the devices); their own cases were dropped for the suite's time (34 s, 66 s).
-@pytest.mark.parametrize("method, extra", [
-    ("simclr", ()),
-    ("moco", ("moco.shuffle_bn=True", "moco.bn_group_size=4", "batch_size=32")),
+# SimCLR's case also runs the same per-device step under pmap from the same state and batch,
+# against the 8-device shard_map step it already has.
+@pytest.mark.parametrize("method, extra, under_pmap_too", [
+    ("simclr", (), True),
+    ("moco", ("moco.shuffle_bn=True", "moco.bn_group_size=4", "batch_size=32"), False),
 ], ids=["simclr", "moco-shuffle-bn"])
-def test_eight_devices_equal_one_device_whose_program_has_no_collectives(method, extra):
+def test_eight_devices_equal_one_device_and_pmap_and_one_device_has_no_collectives(
+        method, extra, under_pmap_too):
     config = small_config(method, "sgd", *extra)
     batch = images(config.batch_size)
     results, collectives = [], []
     for mesh in (data_mesh(), jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
                                             axis_types=(jax.sharding.AxisType.Auto,))):
         run = one_step(config, mesh)
+        if not results:
+            start, eight_devices = jax.device_get(run.state), run  # the step donates its state
         sharded = jax.device_put(batch, jax.sharding.NamedSharding(
             mesh, jax.sharding.PartitionSpec("data")))
         step = run.step_fn.lower(run.state, sharded).compile()
@@ -67,25 +72,16 @@ def test_eight_devices_equal_one_device_whose_program_has_no_collectives(method,
     # the BatchNorm statistics are the global batch's on both.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5),
                  state8, state1)
-
-
-def test_the_per_device_step_under_pmap_matches_shard_map():
-    config = small_config("simclr")
-    batch = images()
-    run = one_step(config, data_mesh())
-    step = per_device_step(run.method, run.tx, run.schedule,
-                           image_views(make_augment(config.augment.spec)))
-    state = run.state
-    expected_state, expected = jax.device_get(shard_step(step, data_mesh())(
-        jax.tree.map(lambda x: x.copy(), state),
-        jax.device_put(batch, jax.sharding.NamedSharding(data_mesh(),
-                                                         jax.sharding.PartitionSpec("data")))))
-    pmapped = jax.pmap(step, axis_name="data", in_axes=(None, 0))
-    got_state, got = jax.device_get(pmapped(jax.device_get(state), batch.reshape(8, 2, 32, 48, 3)))
-    for name in expected:
-        np.testing.assert_allclose(got[name], expected[name][None].repeat(8, 0), rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6),
-                 got_state, expected_state)
+    if under_pmap_too:
+        per_device = per_device_step(eight_devices.method, eight_devices.tx,
+                                     eight_devices.schedule,
+                                     image_views(make_augment(config.augment.spec)))
+        pmapped = jax.pmap(per_device, axis_name="data", in_axes=(None, 0))
+        got_state, got = jax.device_get(pmapped(start, batch.reshape(8, 2, 32, 48, 3)))
+        for name in metrics8:
+            np.testing.assert_allclose(got[name], metrics8[name][None].repeat(8, 0), rtol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6),
+                     got_state, state8)
 
 
 def test_config_errors_come_before_anything_compiles(tmp_path, capsys):

@@ -3,6 +3,7 @@ which the test extra installs), its figures checked against numbers computed her
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,13 +21,11 @@ needs_libtpu = pytest.mark.skipif(not tpu_host.libtpu_installed(),
                                   reason="needs libtpu: pip install 'img2imu-jax[tpu]'")
 
 
-def resnet18_forward_flops(height, width, channels):
-    """Convolution FLOPs (2 per multiply-add) of ResNet-18 from its layer shapes."""
-    def conv(h, w, c_in, c_out, k):
-        return 2 * h * w * c_in * c_out * k * k
-
+def resnet18_convolutions(height, width, channels):
+    """`(h, w, c_in, c_out, k)` of every convolution of ResNet-18 (each followed by a
+    BatchNorm over c_out), from its layer shapes; h, w: the output's size."""
     h, w = -(-height // 2), -(-width // 2)  # the 7x7 stride-2 stem
-    flops = conv(h, w, 3, channels, 7)
+    yield h, w, 3, channels, 7
     h, w = h // 2, w // 2  # 3x3 stride-2 max pool over a one-pixel pad
     c = channels
     for stage in range(4):
@@ -34,10 +33,10 @@ def resnet18_forward_flops(height, width, channels):
         for block in range(2):
             if stage and not block:
                 h, w = -(-h // 2), -(-w // 2)
-                flops += conv(h, w, c, planes, 1)  # the strided shortcut
-            flops += conv(h, w, c, planes, 3) + conv(h, w, planes, planes, 3)
+                yield h, w, c, planes, 1  # the strided shortcut
+            yield h, w, c, planes, 3
+            yield h, w, planes, planes, 3
             c = planes
-    return flops
 
 
 # Loads libtpu and holds its lockfile until stdin closes, as any JAX process would.
@@ -70,29 +69,101 @@ def test_a_tiny_recipe_compiles_for_v5e_and_its_report_adds_up(
                  *[f"--config.{item}" for item in TINY]])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "v5e:2x2: 4 chips (TPU v5 lite)" in printed and "fits" in printed
+    assert "v5e:2x2: 4 chips (TPU v5 lite) over 1 host(s), 2 images per chip" in printed
+    assert "fits" in printed and "images/s per chip" in printed
     report = json.loads(out.read_text())
-    assert report["chips"] == 4 and report["images_per_chip"] == 2 and report["fits"]
+    assert report["chips"] == 4 and report["examples_per_chip"] == 2 and report["fits"]
+    assert report["input"] == "images" and report["recipe"]["example_shape"] == [32, 48, 3]
 
-    from img2imu_jax import pretrain
-    from img2imu_jax.parallel import data_mesh
-
-    config = load_config(RECIPES / "demo.py", TINY)
-    state = pretrain.setup(config, data_mesh(jax.devices()[:1]), steps_per_epoch=1,
-                           total_steps=1).state
-    state_bytes = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(state))
+    # Adam: the parameters and their two moments, the BatchNorm means and variances, Adam's and
+    # the schedule's step counts, the run's step and key (float32, int32, 2 x uint32).
+    convolutions = list(resnet18_convolutions(32, 48, 8))
+    batchnorm = sum(c_out for *_, c_out, _ in convolutions)
+    head = 2 * (64 * 64 + 64)  # demo's 2-layer head on the 8 x 8 = 64 features, 64 out
+    parameters = sum(c_in * c_out * k * k for *_, c_in, c_out, k in convolutions) + \
+        2 * batchnorm + head
+    state_bytes = 4 * (3 * parameters + 2 * batchnorm) + 4 + 4 + 4 + 8
     assert report["state_bytes"] == state_bytes
     hbm = report["hbm_bytes"]
     assert hbm["arguments"] >= state_bytes and hbm["total"] < 16 * 2**30
 
     # SimCLR: both views through the encoder, forward and backward (about 3x the forward).
-    encoder = 2 * report["images_per_chip"] * resnet18_forward_flops(32, 48, 8)
+    encoder = 2 * report["examples_per_chip"] * sum(
+        2 * h * w * c_in * c_out * k * k for h, w, c_in, c_out, k in convolutions)
     assert 2.5 * encoder < report["gflop_per_chip"] * 1e9 < 4 * encoder
     step_s = report["estimated_step_ms"] / 1e3
     assert report["estimated_cycles"] == pytest.approx(step_s * 1.5e9)
-    assert report["images_per_s_per_chip"] == pytest.approx(2 / step_s)
+    assert report["examples_per_s_per_chip"] == pytest.approx(2 / step_s)
     assert report["mfu_ceiling"] == pytest.approx(report["flop_bound_ms"] / 1e3 / step_s)
     assert report["collectives"].get("all-reduce", 0) > 0  # gradients over 4 chips
+    assert report["across_slices"] == {} and report["bytes_across_slices_per_chip"] == 0
+
+
+# SimCLR (1D) on 1 s windows at 50 Hz, every width tiny.
+TINY_1D = ["batch_size=16", "data.seconds=1.0", "model.fc_features=16",
+           "model.hidden_features=16", "model.out_features=8"]
+
+
+@needs_libtpu
+def test_a_1d_method_compiles_for_two_slices_in_windows_and_crosses_them_once_reduced(
+        tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(["compile", "--config", "simclr_1d", "--topology", "v5e:2x2", "--slices", "2",
+                 "--json", str(out), *[f"--config.{item}" for item in TINY_1D]])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    chips_per_slice = 2 * 2  # a v5e 2x2 slice is one host of four chips
+    assert report["slices"] == 2 and report["chips"] == 2 * chips_per_slice
+    assert report["hosts"] == 2
+    assert report["input"] == "windows" and report["examples_per_chip"] == 16 // 8
+    assert report["recipe"]["example_shape"] == [50, 3]
+    assert ("v5e:2x2 x 2 slices: 8 chips (TPU v5 lite) over 2 host(s), 2 windows per chip"
+            in printed)
+    assert "windows/s per chip" in printed and "image" not in printed
+
+    # The gradients are summed over all eight chips, and SimCLR's negatives gathered from the
+    # global batch: both cross the slices. Each slice must receive the other's summed
+    # gradients, at least a share of them per chip; a slice that reduces over its own chips
+    # (ICI) first sends less than a whole copy from each.
+    from flax import nnx
+
+    from img2imu_jax import pretrain
+    from img2imu_jax.parallel import data_mesh
+
+    config = load_config(RECIPES / "simclr_1d.py", TINY_1D)
+    state = pretrain.setup(config, data_mesh(jax.devices()[:1]), steps_per_epoch=1,
+                           total_steps=1, input_stats={"input_mean": np.zeros(3, np.float32),
+                                                       "input_std": np.ones(3, np.float32)},
+                           abstract=True).state
+    gradient_bytes = sum(np.prod(leaf.shape) * leaf.dtype.itemsize
+                         for leaf in jax.tree.leaves(nnx.filter_state(state["model"], nnx.Param)))
+    assert report["across_slices"].get("all-reduce", 0) > 0
+    assert report["across_slices"].get("all-gather", 0) > 0
+    sent = report["bytes_across_slices_per_chip"]
+    assert gradient_bytes / chips_per_slice <= sent < gradient_bytes
+    assert "across slices (data-centre network): " in printed
+    # Each transfer is a send and a receive between the slices.
+    assert (report["collectives"]["send"] == report["collectives"]["recv"]
+            == sum(report["across_slices"].values()))
+
+
+@needs_libtpu
+def test_a_step_that_needs_more_hbm_than_the_chip_has_is_one_line_with_the_sizes(capsys):
+    # 32768 images per chip: SimCLR's similarity matrix alone is 32768 x 131072 floats per chip.
+    code = main(["compile", "--config", "demo", "--topology", "v5e:2x2",
+                 *[f"--config.{item}" for item in TINY], "--config.batch_size=131072"])
+    assert code == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and captured.out == ""
+    sizes = re.search(r"does not fit on v5e:2x2 \(TPU v5 lite, 16 GiB\): needs ([\d.]+) GiB of "
+                      r"HBM per chip for .+, ([\d.]+) GiB available; to lower it, "
+                      r"--config.grad_chunks=K ", lines[0])
+    assert sizes, lines[0]
+    needed, available = map(float, sizes.groups())
+    assert needed > available and 15 <= available <= 16
+    assert "divides the 32768 images per chip, now 1" in lines[0]
 
 
 def test_unknown_topology_and_missing_libtpu_are_one_line_errors(capsys, monkeypatch):
