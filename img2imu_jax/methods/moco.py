@@ -31,7 +31,7 @@ from flax import nnx
 
 from img2imu_jax import gradcache, losses
 from img2imu_jax.shuffle_bn import apply_global, apply_in_groups, apply_shuffled
-from img2imu_jax.methods import Method, compute_dtype
+from img2imu_jax.methods import Method
 from img2imu_jax.parallel import DATA_AXIS
 
 
@@ -86,9 +86,6 @@ class MoCo(Method):
                         "statistic; set moco.bn_group_size below the per-device batch", groups)
         key_params, key_stats = nnx.split_state(extra["key_model"], nnx.Param, nnx.BatchStat)
         if moco.shuffle_bn:
-            # The encoder's first convolution computes in the compute dtype anyway; casting
-            # before the shuffle halves the bytes its all-gather moves in bfloat16.
-            view_b = view_b.astype(compute_dtype(self.config.model.dtype))
             keys, new_key_stats = apply_shuffled(self.grouped_graphdef, key_params, key_stats,
                                                  view_b, _project, groups, key, DATA_AXIS)
         else:
