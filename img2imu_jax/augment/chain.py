@@ -33,14 +33,15 @@ class SeparableOp:
     """A linear op that acts on rows and on columns apart (a blur, a flip).
 
     `apply(key, image)` computes it directly; `matrices(key, height, width)` gives the same op as
-    float32 `rows [H, H]` and `columns [W, W]`, output = rows · image · columnsᵀ per channel. On
+    float32 `rows [H, H]` and `columns [W, W]`, output = rows · image · columnsᵀ per channel
+    (None for an axis the op leaves alone, which saves a matrix product). On
     TPU consecutive separable ops compose into one pair of matrices (a skipped one is the
     identity), so the image is moved once, by two matrix products (`backend.separable`); on
     other backends each is applied directly.
     """
 
     apply: ExampleOp
-    matrices: Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]]
+    matrices: Callable[[jax.Array, int, int], tuple[jax.Array | None, jax.Array | None]]
 
 
 Step = tuple[ExampleOp | ColumnOp | SeparableOp, float]
@@ -98,13 +99,18 @@ def separable_one_by_one(image: jax.Array, run: _Run) -> jax.Array:
 
 def separable_composed(image: jax.Array, run: _Run) -> jax.Array:
     """The run's matrices multiplied into one pair (a skipped op's are the identity)."""
-    matrices = None
+    sizes = image.shape[:2]
+    composed = [None, None]
     for op, key, applied in run:
-        step = tuple(jnp.where(applied, m, np.eye(len(m), dtype=np.float32))
-                     for m in op.matrices(key, *image.shape[:2]))
-        matrices = step if matrices is None else tuple(
-            jnp.matmul(new, old, precision=backend.HIGHEST) for new, old in zip(step, matrices))
-    return backend.separable(image, *matrices)
+        for axis, matrix in enumerate(op.matrices(key, *sizes)):
+            if matrix is None:
+                continue
+            matrix = jnp.where(applied, matrix, np.eye(sizes[axis], dtype=np.float32))
+            composed[axis] = matrix if composed[axis] is None else jnp.matmul(
+                matrix, composed[axis], precision=backend.HIGHEST)
+    rows, columns = (np.eye(size, dtype=np.float32) if matrix is None else matrix
+                     for matrix, size in zip(composed, sizes))
+    return backend.separable(image, rows, columns)
 
 
 def symmetric(key: jax.Array, reach: float) -> jax.Array:

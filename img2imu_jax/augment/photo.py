@@ -79,8 +79,7 @@ def _blur_op(kernel_fraction: float, sigma_min: float, sigma_max: float) -> Sepa
 
 FLIP = SeparableOp(
     lambda key, image: image[:, ::-1],
-    lambda key, height, width: (np.eye(height, dtype=np.float32),
-                                np.eye(width, dtype=np.float32)[::-1]),
+    lambda key, height, width: (None, np.eye(width, dtype=np.float32)[::-1]),
 )
 """torchvision's RandomHorizontalFlip (its coin is the chain's)."""
 
@@ -106,7 +105,8 @@ def _random_crop_box(
     scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """torchvision's RandomResizedCrop box `(top, left, h, w)`: tries vectorised, first fit wins."""
+    """torchvision's RandomResizedCrop box `(top, left, h, w)`: tries vectorised, first fit wins
+    (picked by `backend.lookup`, so no gather on TPU)."""
     u = jax.random.uniform(key, (2 * _CROP_TRIES + 2,))
     area = height * width * between(u[:_CROP_TRIES], *scale)
     aspect = jnp.exp(between(u[_CROP_TRIES:-2], math.log(ratio[0]), math.log(ratio[1])))
@@ -116,8 +116,8 @@ def _random_crop_box(
     first = jnp.argmax(fits)
     fallback_h, fallback_w = _central_crop_size(height, width, ratio)
     found = fits.any()
-    h = jnp.where(found, h[first], fallback_h)
-    w = jnp.where(found, w[first], fallback_w)
+    h = jnp.where(found, backend.lookup(h, first), fallback_h)
+    w = jnp.where(found, backend.lookup(w, first), fallback_w)
     top = jnp.where(found, pick(u[-2], height - h + 1), (height - h) // 2)
     left = jnp.where(found, pick(u[-1], width - w + 1), (width - w) // 2)
     return top, left, h, w
