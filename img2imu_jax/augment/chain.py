@@ -69,7 +69,9 @@ def chain(steps: list[Step]) -> ExampleOp:
                 image, run = _apply_run(image, run), []
             if isinstance(op, ColumnOp | SeparableOp):
                 run.append((op, keys[i + 1], applied[i]))
-            else:
+            elif probabilities[i] >= 1:  # its coin always lands: no select to compute
+                image = op(keys[i + 1], image)
+            elif probabilities[i] > 0:
                 image = jnp.where(applied[i], op(keys[i + 1], image), image)
         return _apply_run(image, run) if run else image
 
