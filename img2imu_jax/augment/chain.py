@@ -34,10 +34,10 @@ class SeparableOp:
 
     `apply(key, image)` computes it directly; `matrices(key, height, width)` gives the same op as
     float32 `rows [H, H]` and `columns [W, W]`, output = rows · image · columnsᵀ per channel
-    (None for an axis the op leaves alone, which saves a matrix product). On
-    TPU consecutive separable ops compose into one pair of matrices (a skipped one is the
-    identity), so the image is moved once, by two matrix products (`backend.separable`); on
-    other backends each is applied directly.
+    (None for an axis the op leaves alone, which saves a matrix product). On TPU consecutive
+    separable ops compose into one pair of matrices (a skipped one is the identity), so the
+    image is moved once, by two matrix products (`backend.separable`); on other backends each
+    is applied directly (a blur as shifted sums, a flip as a reverse).
     """
 
     apply: ExampleOp
