@@ -378,10 +378,16 @@ def test_the_tpu_forms_together_give_the_default_mocov2_views(photos, monkeypatc
     """Every `platform_dependent` made to take its TPU branch, here on CPU."""
     images = np.concatenate([photos, photos[:, ::-1]])
     default = views("mocov2", images)
-    monkeypatch.setattr(jax.lax, "platform_dependent",
-                        lambda *args, tpu, default: tpu(*args))
+    taken = []
+
+    def tpu_branch(*args, tpu, default):
+        taken.append(tpu.func.__name__ if isinstance(tpu, functools.partial) else tpu.__name__)
+        return tpu(*args)
+
+    monkeypatch.setattr(jax.lax, "platform_dependent", tpu_branch)
     tpu = jax.jit(make_augment("mocov2"))(KEY, images, jnp.arange(len(images)))
     np.testing.assert_allclose(tpu, default, atol=1e-6)
+    assert {"resize_box_tpu", "jitter_two_passes", "separable_composed", "lookup_tpu"} <= set(taken)
 
 
 def test_short_argsort_is_numpys_stable_argsort_ties_included():
