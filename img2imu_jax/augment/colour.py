@@ -23,7 +23,7 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 
 
 Parts = tuple[jax.Array, ...]
-"""An image as arrays `[..., c]` whose channels, in turn, are R, G, B: the whole image, or planes."""
+"""An image as arrays `[..., c]` whose channels in turn are R, G, B: the whole image, or planes."""
 
 
 def _planes(parts: Parts) -> list[jax.Array]:
@@ -83,7 +83,8 @@ def _rgb(hsv: tuple[jax.Array, jax.Array, jax.Array], like: Parts) -> Parts:
     hue, saturation, value = hsv
     return tuple(
         value - value * saturation * jnp.clip(jnp.minimum(k, 4 - k), 0, 1)
-        for k in ((offset + 6 * hue) % 6 for offset in _split_like(like, jnp.array([5.0, 3.0, 1.0])))
+        for k in ((offset + 6 * hue) % 6
+                  for offset in _split_like(like, jnp.array([5.0, 3.0, 1.0])))
     )
 
 
@@ -171,7 +172,8 @@ def _adjust_in_order(
             active = active & (slot < until)
         factor = jnp.where(active, backend.lookup(factors, op), 1.0)
         return tuple(
-            blend(part, jax.lax.select_n(op, jnp.zeros_like(part), jnp.broadcast_to(mean, part.shape),
+            blend(part, jax.lax.select_n(op, jnp.zeros_like(part),
+                                         jnp.broadcast_to(mean, part.shape),
                                          jnp.broadcast_to(luma, part.shape)), factor)
             for part in parts)
 
