@@ -1,6 +1,7 @@
 """Augmentations on real photos: defining properties, PIL/scipy/matplotlib references, PRNGs."""
 
 import functools
+import itertools
 import math
 
 import jax
@@ -15,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from scipy.spatial.transform import Rotation
 from sklearn.datasets import load_sample_images
 
-from img2imu_jax.augment import backend, chain, photo, sensor
+from img2imu_jax.augment import backend, chain, colour, photo, sensor
 from img2imu_jax.augment import SENSOR_DEFAULTS, make_augment
 from img2imu_jax.augment_grid import ORIGINAL_GAP, augment_grid
 
@@ -336,6 +337,58 @@ def test_tpu_shear_equals_the_gather_in_both_directions(photos, amount):
         assert np.abs(np.asarray(tpu) - photos[1]).max() > 0.2
 
 
+def test_tpu_colour_jitter_equals_the_slots_form_in_every_order(photos):
+    """All 24 orders of the four adjustments, factors wide enough to clip."""
+    orders = np.array(list(itertools.permutations(range(4))), np.int32)
+    u = np.random.default_rng(0).uniform(size=(len(orders), 4)).astype(np.float32)
+    factors, shifts = 0.2 + 1.6 * u[:, :3], 0.2 * u[:, 3] - 0.1
+    images = jnp.asarray(np.resize(photos, (len(orders), HEIGHT, WIDTH, 3)))
+    tpu = jax.jit(jax.vmap(colour.jitter_two_passes))(images, factors, orders, shifts)
+    default = jax.jit(jax.vmap(colour.jitter_in_slots))(images, factors, orders, shifts)
+    np.testing.assert_allclose(tpu, default, atol=1e-6)
+    assert np.abs(np.asarray(default) - np.asarray(images)).max() > 0.2
+
+
+@pytest.mark.parametrize("op", [photo._blur_op(0.1, 0.1, 2.0), photo._blur_op(0.6, 4.0, 9.0),
+                                photo.FLIP], ids=["blur", "wide_blur", "flip"])
+def test_tpu_separable_matrices_equal_the_direct_op(photos, op):
+    """The wide blur (radius 28) reflects many taps past each edge."""
+    both = jax.jit(lambda k, x: (chain.separable_composed(x, [(op, k, True)]), op.apply(k, x)))
+    for key in jax.random.split(KEY, 3):
+        tpu, direct = both(key, jnp.asarray(photos[2]))
+        np.testing.assert_allclose(tpu, direct, atol=1e-6)
+
+
+def test_tpu_separable_run_composes_as_the_ops_one_by_one(photos):
+    """A blur then a flip, each applied or skipped."""
+    ops = [photo._blur_op(0.1, 0.1, 2.0), photo.FLIP]
+
+    @jax.jit
+    def both(image, keys, coins):
+        run = list(zip(ops, keys, coins))
+        return chain.separable_composed(image, run), chain.separable_one_by_one(image, run)
+
+    for coins in itertools.product([False, True], repeat=2):
+        composed, one_by_one = both(jnp.asarray(photos[1]), jax.random.split(KEY, 2),
+                                    jnp.asarray(coins))
+        np.testing.assert_allclose(composed, one_by_one, atol=1e-6)
+
+
+def test_the_tpu_forms_together_give_the_default_mocov2_views(photos, monkeypatch):
+    """Every `platform_dependent` made to take its TPU branch, here on CPU."""
+    default = views("mocov2", photos)  # the compiled function the other mocov2 tests share
+    taken = []
+
+    def tpu_branch(*args, tpu, default):
+        taken.append(tpu.func.__name__ if isinstance(tpu, functools.partial) else tpu.__name__)
+        return tpu(*args)
+
+    monkeypatch.setattr(jax.lax, "platform_dependent", tpu_branch)
+    tpu = jax.jit(make_augment("mocov2"))(KEY, photos, jnp.arange(len(photos)))
+    np.testing.assert_allclose(tpu, default, atol=1e-6)
+    assert {"resize_box_tpu", "jitter_two_passes", "separable_composed", "lookup_tpu"} <= set(taken)
+
+
 def test_short_argsort_is_numpys_stable_argsort_ties_included():
     values = np.array([0.5, 0.1, 0.5, 0.0, 0.1, 0.9], np.float32)
     np.testing.assert_array_equal(chain.short_argsort(jnp.asarray(values)),
@@ -380,15 +433,15 @@ def test_random_crop_boxes_fit_and_follow_the_scale_and_ratio_ranges():
 
 
 def test_hsv_conversions_match_matplotlib(photos):
-    hsv = np.asarray(photo._rgb_to_hsv(jnp.asarray(photos)))
+    hsv = np.asarray(colour.rgb_to_hsv(jnp.asarray(photos)))
     np.testing.assert_allclose(hsv, matplotlib.colors.rgb_to_hsv(photos), atol=1e-5)
-    rgb = photo._hsv_to_rgb(jnp.asarray(hsv))
+    rgb = colour.hsv_to_rgb(jnp.asarray(hsv))
     np.testing.assert_allclose(rgb, matplotlib.colors.hsv_to_rgb(hsv), atol=1e-5)
-    np.testing.assert_allclose(photo._shift_hue(jnp.asarray(photos), 0.0), photos, atol=1e-5)
+    np.testing.assert_allclose(colour.shift_hue(jnp.asarray(photos), 0.0), photos, atol=1e-5)
 
 
 def test_grayscale_has_equal_channels_and_is_pils_luma(photos):
-    grey = np.asarray(photo._grayscale(jnp.asarray(photos[0])))
+    grey = np.asarray(colour.grayscale(jnp.asarray(photos[0])))
     np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
     reference = from_pil(pil(photos[0]).convert("L"))
     np.testing.assert_allclose(grey[..., 1], reference, atol=0.6 / 255)
@@ -397,9 +450,9 @@ def test_grayscale_has_equal_channels_and_is_pils_luma(photos):
 @pytest.mark.parametrize(
     "ours, theirs",
     [
-        (photo._brightness, ImageEnhance.Brightness),
-        (photo._contrast, ImageEnhance.Contrast),
-        (photo._saturation, ImageEnhance.Color),
+        (colour.brightness, ImageEnhance.Brightness),
+        (colour.contrast, ImageEnhance.Contrast),
+        (colour.saturation, ImageEnhance.Color),
         (photo._sharpness, ImageEnhance.Sharpness),
     ],
 )
@@ -526,9 +579,6 @@ def test_grid_shows_each_original_then_its_views(photos):
 
 def test_mocov2_colour_jitter_applies_each_op_once_in_torchvisions_random_order(photos):
     """Reference: the four adjustments composed in the drawn order, one example at a time."""
-    from img2imu_jax.augment.chain import between as _between
-    from img2imu_jax.augment.photo import _brightness, _contrast, _saturation, _shift_hue
-
     only_jitter = dict(mocov2_crop_scale_min=1.0, mocov2_crop_ratio_min=WIDTH / HEIGHT,
                        mocov2_crop_ratio_max=WIDTH / HEIGHT, mocov2_color_jitter_p=1.0,
                        mocov2_grayscale_p=0.0, mocov2_blur_p=0.0, mocov2_flip_p=0.0)
@@ -538,10 +588,10 @@ def test_mocov2_colour_jitter_applies_each_op_once_in_torchvisions_random_order(
         # _chain's keys (coins, then one per step): the spec's one op, then mocov2's crop, jitter…
         mocov2_key = jax.random.split(example_key, 2)[1]
         u = np.asarray(jax.random.uniform(jax.random.split(mocov2_key, 6)[2], (8,)))
-        ops = [lambda x: _brightness(x, _between(u[0], 0.6, 1.4)),
-               lambda x: _contrast(x, _between(u[1], 0.6, 1.4)),
-               lambda x: _saturation(x, _between(u[2], 0.6, 1.4)),
-               lambda x: _shift_hue(x, _between(u[3], -0.1, 0.1))]
+        ops = [lambda x: colour.brightness(x, chain.between(u[0], 0.6, 1.4)),
+               lambda x: colour.contrast(x, chain.between(u[1], 0.6, 1.4)),
+               lambda x: colour.saturation(x, chain.between(u[2], 0.6, 1.4)),
+               lambda x: colour.shift_hue(x, chain.between(u[3], -0.1, 0.1))]
         expected = image
         for op in np.argsort(u[4:]):
             expected = ops[op](expected)

@@ -61,12 +61,13 @@ drawn uniformly up to RandAugment's maxima (Cubuk et al. 2020), PIL's formulas t
 
 Every op computes its result for every example and selects it with `jnp.where`, so the whole
 pipeline vmaps and has static shapes. Shifts and permutations in a row compose into one column
-index per example, applied once. Pixel movements take the form each backend runs best
-(`backend`): gathers on CPU and GPU; one-hot and interpolation-matrix products on TPU, where the
-compiler costs gathers far higher (benchmarks/RESULTS.md).
+index per example, applied once; on TPU a blur and a flip in a row compose into one pair of
+row and column matrices. Pixel movements take the form each backend runs best (`backend`):
+gathers on CPU and GPU; one-hot and interpolation-matrix products on TPU, where the compiler
+costs gathers far higher (benchmarks/RESULTS.md).
 
 Modules: `spec` (parsing and checking specs and params), `chain` (steps, coins, draws),
-`sensor` and `photo` (the ops), `backend` (per-backend pixel movements), `pipeline`
+`sensor`, `photo` and `colour` (the ops), `backend` (per-backend pixel movements), `pipeline`
 (`make_augment` and the registry of ops).
 """
 

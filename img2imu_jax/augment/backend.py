@@ -77,8 +77,12 @@ def resize_box_gather(image, top, left, h, w):
 
 def resize_box_tpu(image, top, left, h, w):
     ys, xs = _box_positions(image, top, left, h, w)
-    rows = interpolation_matrix(ys, image.shape[0])
-    columns = interpolation_matrix(xs, image.shape[1])
+    return separable(image, interpolation_matrix(ys, image.shape[0]),
+                     interpolation_matrix(xs, image.shape[1]))
+
+
+def separable(image: jax.Array, rows: jax.Array, columns: jax.Array) -> jax.Array:
+    """`rows [H', H] · image · columnsᵀ [W, W']` for each channel of `image [H, W, C]`."""
     return jnp.einsum("iy,yxc,jx->ijc", rows, image, columns, precision=HIGHEST)
 
 

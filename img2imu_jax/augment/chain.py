@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -27,34 +28,91 @@ class ColumnOp:
     columns: Callable[[jax.Array, int], jax.Array]
 
 
-Step = tuple[ExampleOp | ColumnOp, float]
+@dataclasses.dataclass(frozen=True)
+class SeparableOp:
+    """A linear op that acts on rows and on columns apart (a blur, a flip).
+
+    `apply(key, image)` computes it directly; `matrices(key, height, width)` gives the same op as
+    float32 `rows [H, H]` and `columns [W, W]`, output = rows · image · columnsᵀ per channel
+    (None for an axis the op leaves alone, which saves a matrix product). On TPU consecutive
+    separable ops compose into one pair of matrices (a skipped one is the identity), so the
+    image is moved once, by two matrix products (`backend.separable`); on other backends each
+    is applied directly (a blur as shifted sums, a flip as a reverse).
+    """
+
+    apply: ExampleOp
+    matrices: Callable[[jax.Array, int, int], tuple[jax.Array | None, jax.Array | None]]
+
+
+Step = tuple[ExampleOp | ColumnOp | SeparableOp, float]
 """An op and the probability that it is applied."""
+
+_Run = list[tuple[ColumnOp | SeparableOp, jax.Array, jax.Array]]
+"""Consecutive ops of one composable kind, each with its key and coin."""
 
 
 def chain(steps: list[Step]) -> ExampleOp:
     """Steps applied left to right, each with its own key; a skipped step is a select, so it vmaps.
 
     All coins come from one draw: every `jax.random` call adds a threefry to the compiled step.
-    Column ops in a row are composed into one column index (a skipped one is the identity).
+    Column ops in a row are composed into one column index, and separable ops in a row into one
+    pair of matrices on TPU (a skipped one is the identity).
     """
     probabilities = np.array([p for _, p in steps], np.float32)
 
     def apply(key: jax.Array, image: jax.Array) -> jax.Array:
         keys = jax.random.split(key, len(steps) + 1)
         applied = jax.random.uniform(keys[0], (len(steps),)) < probabilities
-        columns = None
+        run: _Run = []
         for i, (op, _) in enumerate(steps):
-            if isinstance(op, ColumnOp):
-                width = image.shape[1]
-                moved = jnp.where(applied[i], op.columns(keys[i + 1], width), jnp.arange(width))
-                columns = moved if columns is None else backend.lookup(columns, moved)
-                continue
-            if columns is not None:
-                image, columns = backend.take_columns(image, columns), None
-            image = jnp.where(applied[i], op(keys[i + 1], image), image)
-        return image if columns is None else backend.take_columns(image, columns)
+            if run and type(op) is not type(run[0][0]):
+                image, run = _apply_run(image, run), []
+            if isinstance(op, ColumnOp | SeparableOp):
+                run.append((op, keys[i + 1], applied[i]))
+            elif probabilities[i] >= 1:  # its coin always lands: no select to compute
+                image = op(keys[i + 1], image)
+            elif probabilities[i] > 0:
+                image = jnp.where(applied[i], op(keys[i + 1], image), image)
+        return _apply_run(image, run) if run else image
 
     return apply
+
+
+def _apply_run(image: jax.Array, run: _Run) -> jax.Array:
+    """A column run as one column index; a separable run as each backend runs it best."""
+    if isinstance(run[0][0], ColumnOp):
+        width = image.shape[1]
+        columns = None
+        for op, key, applied in run:
+            moved = jnp.where(applied, op.columns(key, width), jnp.arange(width))
+            columns = moved if columns is None else backend.lookup(columns, moved)
+        return backend.take_columns(image, columns)
+
+    return jax.lax.platform_dependent(
+        image, tpu=functools.partial(separable_composed, run=run),
+        default=functools.partial(separable_one_by_one, run=run))
+
+
+def separable_one_by_one(image: jax.Array, run: _Run) -> jax.Array:
+    for op, key, applied in run:
+        image = jnp.where(applied, op.apply(key, image), image)
+    return image
+
+
+def separable_composed(image: jax.Array, run: _Run) -> jax.Array:
+    """The run's matrices multiplied into one pair (a skipped op's are the identity)."""
+    sizes = image.shape[:2]
+    composed = [None, None]
+    for op, key, applied in run:
+        for axis, matrix in enumerate(op.matrices(key, *sizes)):
+            if matrix is None:
+                continue
+            matrix = jnp.where(applied, matrix, np.eye(sizes[axis], dtype=np.float32))
+            composed[axis] = matrix if composed[axis] is None else jnp.matmul(
+                matrix, composed[axis], precision=backend.HIGHEST)
+    rows, columns = (np.eye(size, dtype=np.float32) if matrix is None else matrix
+                     for matrix, size in zip(composed, sizes))
+    return backend.separable(image, rows, columns)
 
 
 def symmetric(key: jax.Array, reach: float) -> jax.Array:

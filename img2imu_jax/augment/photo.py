@@ -1,7 +1,9 @@
 """Photo augmentations: the mild `crop` and the paper's two baselines, `mocov2` and `all`.
 
-The package docstring gives their semantics (torchvision's and PIL's formulas) and defaults.
-Pixel movements (crop, shear) go through `backend`, which picks each backend's form.
+The package docstring gives their semantics (torchvision's and PIL's formulas) and defaults;
+colour adjustments are in `colour`. Pixel movements (crop, shear) go through `backend`, which
+picks each backend's form; the blur and the flip are `chain.SeparableOp`s, which the chain
+composes on TPU.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from img2imu_jax.augment import backend, sensor
+from img2imu_jax.augment import backend, colour, sensor
 from img2imu_jax.augment.chain import (
-    ExampleOp, Step, between, chain, pick, short_argsort, symmetric)
+    ExampleOp, SeparableOp, Step, between, chain, pick, symmetric)
 from img2imu_jax.augment.spec import PROBABILITY, Param
 
-# ITU-R 601 luma, what PIL's "L" mode and torchvision's rgb_to_grayscale use.
-_LUMA = (0.299, 0.587, 0.114)
 # torchvision's RandomResizedCrop tries this many boxes before falling back to a central crop.
 _CROP_TRIES = 10
 
@@ -49,50 +49,39 @@ def mocov2(
 
     crop = _crop_op((crop_scale_min, crop_scale_max), (crop_ratio_min, crop_ratio_max))
 
-    def color_jitter(key: jax.Array, image: jax.Array) -> jax.Array:
-        """torchvision's four adjustments in a random order, each computed once.
-
-        Under vmap the order is per example, so a select per slot would compute all four ops
-        in all four slots. Brightness, contrast and saturation are one blend towards a
-        degenerate image (black, mean grey, grey), so three blend slots run before the hue
-        shift and three after, each the op of that slot or the identity (factor 1, exact on
-        [0, 1]), and the hue shift runs once.
-        """
-        u = jax.random.uniform(key, (8,))
-        factors = jnp.stack([
-            between(u[i], max(0.0, 1 - s), 1 + s)
-            for i, s in enumerate((brightness, contrast, saturation))
-        ])
-        order = short_argsort(u[4:])  # torchvision applies the four in a random order; 3 = hue
-        hue_slot = jnp.argmax(order == 3)
-
-        def blend_slot(image, slot, active):
-            op = jnp.minimum(order[slot], 2)
-            grey = _grey(image)
-            degenerate = jax.lax.select_n(
-                op, jnp.zeros_like(image), jnp.broadcast_to(jnp.mean(grey), image.shape),
-                jnp.broadcast_to(grey, image.shape))
-            return _blend(image, degenerate, jnp.where(active, factors[op], 1.0))
-
-        for slot in range(3):
-            image = blend_slot(image, slot, slot < hue_slot)
-        image = _shift_hue(image, between(u[3], -hue, hue))
-        for slot in range(1, 4):
-            image = blend_slot(image, slot, slot > hue_slot)
-        return image
-
-    def blur(key: jax.Array, image: jax.Array) -> jax.Array:
-        radius = max(1, int(blur_kernel_fraction * min(image.shape[:2])) // 2)
-        sigma = jax.random.uniform(key, (), minval=blur_sigma_min, maxval=blur_sigma_max)
-        return _gaussian_blur(image, sigma, radius)
-
     return chain([
         (crop, 1.0),
-        (color_jitter, color_jitter_p),
-        (lambda key, image: _grayscale(image), grayscale_p),
-        (blur, blur_p),
-        (lambda key, image: image[:, ::-1], flip_p),
+        (colour.color_jitter(brightness, contrast, saturation, hue), color_jitter_p),
+        (lambda key, image: colour.grayscale(image), grayscale_p),
+        (_blur_op(blur_kernel_fraction, blur_sigma_min, blur_sigma_max), blur_p),
+        (FLIP, flip_p),
     ]), 1.0
+
+
+def _blur_op(kernel_fraction: float, sigma_min: float, sigma_max: float) -> SeparableOp:
+    """torchvision's GaussianBlur: an odd kernel of about `kernel_fraction` of the shorter side."""
+
+    def radius(height: int, width: int) -> int:
+        return max(1, int(kernel_fraction * min(height, width)) // 2)
+
+    def sigma(key: jax.Array) -> jax.Array:
+        return jax.random.uniform(key, (), minval=sigma_min, maxval=sigma_max)
+
+    def blur(key: jax.Array, image: jax.Array) -> jax.Array:
+        return _gaussian_blur(image, sigma(key), radius(*image.shape[:2]))
+
+    def matrices(key: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+        weights = _gaussian_weights(sigma(key), radius(height, width))
+        return _reflected_band(weights, height), _reflected_band(weights, width)
+
+    return SeparableOp(blur, matrices)
+
+
+FLIP = SeparableOp(
+    lambda key, image: image[:, ::-1],
+    lambda key, height, width: (None, np.eye(width, dtype=np.float32)[::-1]),
+)
+"""torchvision's RandomHorizontalFlip (its coin is the chain's)."""
 
 
 def crop(scale_min: float, scale_max: float, ratio_min: float, ratio_max: float,
@@ -116,7 +105,8 @@ def _random_crop_box(
     scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """torchvision's RandomResizedCrop box `(top, left, h, w)`: tries vectorised, first fit wins."""
+    """torchvision's RandomResizedCrop box `(top, left, h, w)`: tries vectorised, first fit wins
+    (picked by `backend.lookup`, so no gather on TPU)."""
     u = jax.random.uniform(key, (2 * _CROP_TRIES + 2,))
     area = height * width * between(u[:_CROP_TRIES], *scale)
     aspect = jnp.exp(between(u[_CROP_TRIES:-2], math.log(ratio[0]), math.log(ratio[1])))
@@ -126,8 +116,8 @@ def _random_crop_box(
     first = jnp.argmax(fits)
     fallback_h, fallback_w = _central_crop_size(height, width, ratio)
     found = fits.any()
-    h = jnp.where(found, h[first], fallback_h)
-    w = jnp.where(found, w[first], fallback_w)
+    h = jnp.where(found, backend.lookup(h, first), fallback_h)
+    w = jnp.where(found, backend.lookup(w, first), fallback_w)
     top = jnp.where(found, pick(u[-2], height - h + 1), (height - h) // 2)
     left = jnp.where(found, pick(u[-1], width - w + 1), (width - w) // 2)
     return top, left, h, w
@@ -142,61 +132,15 @@ def _central_crop_size(height: int, width: int, ratio: tuple[float, float]) -> t
     return height, width
 
 
-def _grey(image: jax.Array) -> jax.Array:
-    return sum(weight * image[..., k : k + 1] for k, weight in enumerate(_LUMA))
-
-
-def _grayscale(image: jax.Array) -> jax.Array:
-    return jnp.broadcast_to(_grey(image), image.shape)
-
-
-def _blend(image: jax.Array, degenerate: jax.Array, factor: jax.Array) -> jax.Array:
-    """PIL's ImageEnhance and torchvision's adjust_*: extrapolate from `degenerate`, clip."""
-    return jnp.clip(degenerate + factor * (image - degenerate), 0.0, 1.0)
-
-
-def _brightness(image: jax.Array, factor: jax.Array) -> jax.Array:
-    return _blend(image, jnp.zeros_like(image), factor)
-
-
-def _contrast(image: jax.Array, factor: jax.Array) -> jax.Array:
-    return _blend(image, jnp.mean(_grey(image)), factor)
-
-
-def _saturation(image: jax.Array, factor: jax.Array) -> jax.Array:
-    return _blend(image, _grey(image), factor)
-
-
-def _rgb_to_hsv(image: jax.Array) -> jax.Array:
-    r, g, b = (image[..., k] for k in range(3))
-    value = image.max(axis=-1)
-    chroma = value - image.min(axis=-1)
-    saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1), 0)
-    safe = jnp.where(chroma > 0, chroma, 1)
-    sector = jnp.where(
-        value == r, (g - b) / safe, jnp.where(value == g, 2 + (b - r) / safe, 4 + (r - g) / safe)
-    )
-    hue = jnp.where(chroma > 0, (sector / 6) % 1, 0)
-    return jnp.stack([hue, saturation, value], axis=-1)
-
-
-def _shift_hue(image: jax.Array, shift: jax.Array) -> jax.Array:
-    """torchvision's adjust_hue: the HSV hue moved by `shift` turns, saturation and value kept."""
-    hsv = _rgb_to_hsv(image)
-    return _hsv_to_rgb(hsv.at[..., 0].set((hsv[..., 0] + shift) % 1))
-
-
-def _hsv_to_rgb(hsv: jax.Array) -> jax.Array:
-    hue, saturation, value = (hsv[..., k : k + 1] for k in range(3))
-    k = (jnp.array([5.0, 3.0, 1.0]) + 6 * hue) % 6
-    return value - value * saturation * jnp.clip(jnp.minimum(k, 4 - k), 0, 1)
+def _gaussian_weights(sigma: jax.Array, radius: int) -> jax.Array:
+    taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    weights = jnp.exp(-0.5 * (taps / sigma) ** 2)
+    return weights / weights.sum()
 
 
 def _gaussian_blur(image: jax.Array, sigma: jax.Array, radius: int) -> jax.Array:
     """Separable Gaussian with `2·radius + 1` taps and reflected edges, as torchvision's."""
-    taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-    weights = jnp.exp(-0.5 * (taps / sigma) ** 2)
-    weights = weights / weights.sum()
+    weights = _gaussian_weights(sigma, radius)
     for axis in (0, 1):
         size = image.shape[axis]
         padded = jnp.pad(
@@ -207,6 +151,15 @@ def _gaussian_blur(image: jax.Array, sigma: jax.Array, radius: int) -> jax.Array
             for k in range(2 * radius + 1)
         )
     return image
+
+
+def _reflected_band(weights: jax.Array, size: int) -> jax.Array:
+    """The blur along one axis of `size` samples as a matrix: output i = Σ_k weights[k] ·
+    input[i + k - radius], indices past an edge reflected (…, 2, 1, 0, 1, 2, …) as in the blur."""
+    radius = len(weights) // 2
+    source = np.abs(np.arange(size)[:, None] + np.arange(-radius, radius + 1))
+    source = np.where(source >= size, 2 * (size - 1) - source, source)
+    return sum(weights[k] * (source[:, k, None] == np.arange(size)) for k in range(len(weights)))
 
 
 # MoCo + All augmentations -----------------------------------------------------------------------
@@ -257,9 +210,9 @@ def all_ops(
         rotate,
         shear,
         enhance(_sharpness, sharpness_max_delta),
-        enhance(_contrast, contrast_max_delta),
-        enhance(_brightness, brightness_max_delta),
-        enhance(_saturation, color_max_delta),
+        enhance(colour.contrast, contrast_max_delta),
+        enhance(colour.brightness, brightness_max_delta),
+        enhance(colour.saturation, color_max_delta),
         lambda key, image: 1.0 - image,
         solarize,
         posterize,
@@ -281,7 +234,7 @@ def _sharpness(image: jax.Array, factor: jax.Array) -> jax.Array:
     smooth = (box + 4 * image) / 13
     rows, cols = jnp.arange(height)[:, None, None], jnp.arange(width)[None, :, None]
     interior = (rows > 0) & (rows < height - 1) & (cols > 0) & (cols < width - 1)
-    return _blend(image, jnp.where(interior, smooth, image), factor)
+    return colour.blend(image, jnp.where(interior, smooth, image), factor)
 
 
 def _levels(image: jax.Array) -> jax.Array:
