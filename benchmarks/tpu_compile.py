@@ -47,7 +47,7 @@ RECIPE_OVERRIDES = {
 }
 # Part of the program an instruction belongs to, by the first source file its frames name.
 PART_BY_FILE = (("/augment/", "augmentation"), ("/models/", "encoder"), ("/losses.py", "loss"),
-                ("/methods/", "loss"), ("/shuffle_bn.py", "shuffle BN"), ("optax", "optimizer"),
+                ("/methods/", "method"), ("/shuffle_bn.py", "shuffle BN"), ("optax", "optimizer"),
                 ("/optim.py", "optimizer"))
 
 
