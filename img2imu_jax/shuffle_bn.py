@@ -12,7 +12,8 @@ shuffle. Each runs a network in train mode inside the per-device step (`shard_ma
   example `order[j]` at position `j`; device d runs positions `[d·n, (d+1)·n)` in groups, and
   every output goes back to its own example's device and row. Position `j` lies in group
   `j // group_size` whatever the device count, so for one permutation the result does not
-  depend on how many devices share the batch (tested).
+  depend on how many devices share the batch (tested). The rows move by gathers on CPU/GPU and
+  by exact one-hot matmuls on TPU, whose compiler costs a gather far above the matmul.
 
 Call `fn(net, images)` decides what is computed (projections, or projections and predictions).
 """

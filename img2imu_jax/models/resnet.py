@@ -176,10 +176,11 @@ class ResNet(nnx.Module):
 def stem_max_pool(x: jax.Array) -> jax.Array:
     """torchvision's 3×3/2 max pool with a one-pixel border, for inputs ≥ 0 (after a ReLU).
 
-    On TPU the border is the pooling window's own padding: an explicit pad there is a whole
-    copy of the stem's activations that the TPU compiler costs at 1.1 ms per 256 images of
-    96 × 128 on v5e, 2.5 ms in the ghost-BN groups of MoCo's key encoder, where the pooled
-    program has none (benchmarks/RESULTS.md). Elsewhere the border is an explicit zero pad,
+    On TPU the border is the pooling window's own padding: an explicit pad there writes a
+    whole padded copy of the stem's activations, which the TPU compiler costs at 1.1 ms per
+    256 images of 96 × 128 on v5e (2.5 ms in the ghost-BN groups of MoCo's key encoder, whose
+    layout it also spoiled); the window-padded pool has no such copy (benchmarks/RESULTS.md).
+    Elsewhere the border is an explicit zero pad,
     which equals −∞ padding for inputs ≥ 0 and keeps every tensor finite, as int8 calibration
     needs (with −∞ the LiteRT converter gave the stem a quantisation scale of 1e36).
     """
