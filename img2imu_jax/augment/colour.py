@@ -6,7 +6,12 @@ slot takes its own input's mean (six reductions, one of them used), on the image
 `[H, W, 3]` array. On TPU, where the compiler gives each reduction and each step that mixes
 the channels its own pass over the images, the mean is found once, by a first pass that stops
 before contrast, and the colour planes are kept apart (`Parts`). The two forms agree within
-float rounding (tests/test_augment.py); the compiler's costs are in benchmarks/RESULTS.md."""
+float rounding (tests/test_augment.py); the compiler's costs are in benchmarks/RESULTS.md.
+
+Not dm-pix: it follows TensorFlow's formulas (additive brightness, contrast about each channel's
+own mean, saturation scaled in HSV), which differ from torchvision's by up to 0.3 on [0, 1]
+images; only its hue shift and HSV conversion match ours (within 1e-6), and those reduce over
+the channel axis, the pass the TPU form here avoids (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
