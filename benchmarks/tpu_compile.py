@@ -183,21 +183,17 @@ def main(argv: list[str]) -> None:
             if args.hlo_dir:
                 args.hlo_dir.mkdir(parents=True, exist_ok=True)
                 (args.hlo_dir / f"{recipe}_{topology}.hlo").write_text(text)
-            cost = step.compiled.cost_analysis()
-            program = tpu_compile.read_program(text)
-            memory = step.compiled.memory_analysis()
+            report = tpu_compile.step_report(step, text)
             entry = {
                 "recipe": recipe, "topology": topology, "chips": step.chips,
                 "images_per_chip": step.examples_per_chip, "compile_s": step.compile_s,
-                "gb_per_chip": float(cost["bytes accessed"]) / 1e9,
-                "gflop_per_chip": float(cost["flops"]) / 1e9,
-                "estimated_ms": 1e3 * program["estimated_cycles"] / step.chip.clock_hz,
-                "flop_bound_ms": 1e3 * float(cost["flops"]) / step.chip.peak_flops,
-                "hbm_gib": (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                            + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**30,
-                "uncosted": program["uncosted"], "collectives": program["collectives"],
+                "gb_per_chip": report["gb_per_chip"], "gflop_per_chip": report["gflop_per_chip"],
+                "estimated_ms": report["estimated_step_ms"],
+                "flop_bound_ms": report["flop_bound_ms"],
+                "hbm_gib": report["hbm_bytes"]["total"] / 2**30,
+                "uncosted": report["uncosted"], "collectives": report["collectives"],
                 "parts_ms": step_parts(text, step.chip.clock_hz),
-                "top": describe_top(text, program["top"]),
+                "top": describe_top(text, report["top_instructions"]),
             }
             record["steps"].append(entry)
             print(f"\n{recipe} on {topology} ({entry['images_per_chip']}/chip, compiled in "

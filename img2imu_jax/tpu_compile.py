@@ -194,6 +194,11 @@ def compile_step(config: ml_collections.ConfigDict, topology: str, *,
                  slices: int = 1) -> dict[str, Any]:
     """Compiles `config`'s pre-training step for the topology; returns the report (see module)."""
     step = compiled_step(config, topology, slices=slices)
+    return step_report(step, step.compiled.as_text())
+
+
+def step_report(step: CompiledStep, hlo_text: str) -> dict[str, Any]:
+    """The report (see module) of a compiled step whose program text is `hlo_text`."""
     chip, per_chip, config = step.chip, step.examples_per_chip, step.config
     memory = step.compiled.memory_analysis()
     hbm = {
@@ -204,7 +209,7 @@ def compile_step(config: ml_collections.ConfigDict, topology: str, *,
     }
     hbm["total"] = hbm["arguments"] + hbm["outputs"] + hbm["temporaries"] - hbm["aliased"]
     cost = step.compiled.cost_analysis()
-    program = read_program(step.compiled.as_text())
+    program = read_program(hlo_text)
     step_s = program["estimated_cycles"] / chip.clock_hz
     flops, accessed = float(cost["flops"]), float(cost["bytes accessed"])
     return {
